@@ -1,0 +1,5 @@
+"""aiodock: Docker's architecture in one Python asyncio process."""
+
+__version__ = "0.1.0"
+API_VERSION = "1.44"
+MIN_API_VERSION = "1.24"

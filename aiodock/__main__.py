@@ -1,0 +1,3 @@
+from aiodock.cli.main import main
+
+raise SystemExit(main())

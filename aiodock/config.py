@@ -1,0 +1,71 @@
+"""Daemon configuration: dockerd-named flags, a daemon.json-like file, Docker-like defaults."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from aiodock.errors import InvalidArgument
+
+DEFAULT_HOST = "unix:///var/run/aiodock.sock"
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """Every path a daemon touches; tests run several daemons side by side with different roots."""
+
+    hosts: tuple[str, ...] = (DEFAULT_HOST,)
+    data_root: Path = Path("/var/lib/aiodock")
+    exec_root: Path = Path("/run/aiodock")
+    pidfile: Path | None = None
+    grpc_address: Path | None = None  # default: <exec_root>/containerd/containerd.sock
+    runtime: str = "runc"  # name on PATH or a path: runc or crun
+    cgroup_parent: str = "aiodock"
+    log_level: str = "info"
+    log_format: str = "json"
+    tls: bool = False
+    tlscacert: Path | None = None
+    tlscert: Path | None = None
+    tlskey: Path | None = None
+    tlsverify: bool = False
+    log_opts: dict[str, str] = field(default_factory=dict)  # json-file max-size, max-file
+    shutdown_timeout: int = 15
+
+    @property
+    def grpc_socket(self) -> Path:
+        return self.grpc_address or self.exec_root / "containerd" / "containerd.sock"
+
+    def with_file(self, path: Path) -> DaemonConfig:
+        """Merge a daemon.json-style file (keys as dockerd names them); flags given explicitly win later."""
+        try:
+            raw = json.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise InvalidArgument(f"unable to configure the daemon: open {path}: no such file or directory") from exc
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"unable to configure the daemon: invalid JSON in {path}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise InvalidArgument(f"unable to configure the daemon: {path} must hold a JSON object")
+        return self.merge(raw)
+
+    def merge(self, raw: dict[str, Any]) -> DaemonConfig:
+        aliases = {
+            "hosts": "hosts", "data-root": "data_root", "exec-root": "exec_root", "pidfile": "pidfile",
+            "containerd": "grpc_address", "default-runtime": "runtime", "cgroup-parent": "cgroup_parent",
+            "log-level": "log_level", "log-format": "log_format", "tls": "tls", "tlscacert": "tlscacert",
+            "tlscert": "tlscert", "tlskey": "tlskey", "tlsverify": "tlsverify", "log-opts": "log_opts",
+            "shutdown-timeout": "shutdown_timeout",
+        }
+        known = {f.name for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for key, value in raw.items():
+            name = aliases.get(key, key.replace("-", "_"))
+            if name not in known:
+                raise InvalidArgument(f"unable to configure the daemon: unknown option {key!r}")
+            if name in {"data_root", "exec_root", "pidfile", "grpc_address", "tlscacert", "tlscert", "tlskey"}:
+                value = Path(value) if value is not None else None
+            if name == "hosts":
+                value = tuple(value)
+            changes[name] = value
+        return replace(self, **changes)
