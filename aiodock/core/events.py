@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # Topics (containerd core/runtime/events.go and friends)
 TASK_CREATE = "/tasks/create"
@@ -28,7 +28,7 @@ NAMESPACE_DELETE = "/namespaces/delete"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

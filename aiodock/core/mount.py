@@ -36,7 +36,7 @@ def mount_all(mounts: list[Mount] | tuple[Mount, ...], target: Path) -> None:
         if opts:
             args += ["-o", ",".join(opts)]
         args += [m.source, str(target)]
-        proc = subprocess.run(args, capture_output=True, text=True)
+        proc = subprocess.run(args, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise InternalError(f"mount {m.type} on {target}: {proc.stderr.strip()}")
 
