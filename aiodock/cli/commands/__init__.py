@@ -1,0 +1,1 @@
+"""One module per ``aiodock`` command; each exposes ``COMMAND`` (an ``aiodock.cli.base.Command``)."""
