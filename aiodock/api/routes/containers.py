@@ -1,0 +1,224 @@
+"""/containers/...: create, list, inspect, lifecycle, wait, logs, attach, remove, rename, prune."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+
+from aiodock.api import hijack, params, streams
+from aiodock.api.keys import CONTAINERS
+from aiodock.engine.backend import AttachOptions, LogOptions, OutputChunk
+from aiodock.errors import AiodockError, InvalidArgument
+
+routes = web.RouteTableDef()
+log = structlog.get_logger("aiodock.api")
+
+
+class StdinSink(Protocol):
+    """What a backend may return as a third element of attach() to receive the client's stdin."""
+
+    def write(self, data: bytes) -> Awaitable[None]: ...
+
+    def close(self) -> Awaitable[None]: ...
+
+
+@routes.post("/containers/create")
+async def create(request: web.Request) -> web.Response:
+    body = await params.json_object(request, target="container.ContainerConfigWrapper")
+    if not body.get("Image"):
+        raise InvalidArgument("config cannot be empty in order to create a container")
+    cid, warnings = await request.app[CONTAINERS].create(params.string(request, "name"), body)
+    return streams.json_response({"Id": cid, "Warnings": warnings or []}, status=201)
+
+
+@routes.get("/containers/json")
+async def list_containers(request: web.Request) -> web.Response:
+    items = await request.app[CONTAINERS].list(
+        all=params.boolean(request, "all"),
+        limit=params.integer(request, "limit", default=-1) or -1,
+        size=params.boolean(request, "size"),
+        filters=params.filters(request),
+    )
+    return streams.json_response(items)
+
+
+@routes.get("/containers/{id}/json")
+async def inspect(request: web.Request) -> web.Response:
+    return streams.json_response(await request.app[CONTAINERS].inspect(
+        request.match_info["id"], size=params.boolean(request, "size")))
+
+
+@routes.post("/containers/{id}/start")
+async def start(request: web.Request) -> web.Response:
+    await request.app[CONTAINERS].start(request.match_info["id"])
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/stop")
+async def stop(request: web.Request) -> web.Response:
+    await request.app[CONTAINERS].stop(request.match_info["id"], timeout=params.integer(request, "t", "timeout"),
+                                       signal=params.string(request, "signal"))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/restart")
+async def restart(request: web.Request) -> web.Response:
+    await request.app[CONTAINERS].restart(request.match_info["id"], timeout=params.integer(request, "t", "timeout"),
+                                          signal=params.string(request, "signal"))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/kill")
+async def kill(request: web.Request) -> web.Response:
+    await request.app[CONTAINERS].kill(request.match_info["id"], signal=params.string(request, "signal"))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/wait")
+async def wait(request: web.Request) -> web.StreamResponse:
+    condition = request.query.get("condition", "") or "not-running"
+    waiter = await request.app[CONTAINERS].wait(request.match_info["id"], condition)
+    # Headers go out before the wait: the docker CLI calls wait before start and waits for them.
+    response = await streams.start_stream(request, "application/json")
+    try:
+        result = await waiter
+        body: dict[str, Any] = {"StatusCode": result.status_code,
+                                "Error": {"Message": result.error} if result.error else None}
+    except Exception as err:  # headers are out: report in the body like Docker's WaitExitError
+        if not isinstance(err, AiodockError):
+            log.exception("api_wait_failed", container=request.match_info["id"])
+        body = {"StatusCode": -1, "Error": {"Message": str(err) or type(err).__name__}}
+    with contextlib.suppress(ConnectionError):
+        await response.write(json.dumps(body).encode() + b"\n")
+        await response.write_eof()
+    return response
+
+
+@routes.delete("/containers/{id}")
+async def remove(request: web.Request) -> web.Response:
+    await request.app[CONTAINERS].remove(request.match_info["id"], force=params.boolean(request, "force"),
+                                         volumes=params.boolean(request, "v"), link=params.boolean(request, "link"))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/rename")
+async def rename(request: web.Request) -> web.Response:
+    await request.app[CONTAINERS].rename(request.match_info["id"], request.query.get("name", ""))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/prune")
+async def prune(request: web.Request) -> web.Response:
+    return streams.json_response(await request.app[CONTAINERS].prune(params.filters(request)))
+
+
+@routes.get("/containers/{id}/logs")
+async def logs(request: web.Request) -> web.StreamResponse:
+    stdout, stderr = params.boolean(request, "stdout"), params.boolean(request, "stderr")
+    if not (stdout or stderr):
+        raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    options = LogOptions(
+        follow=params.boolean(request, "follow"), stdout=stdout, stderr=stderr,
+        since=params.timestamp(request, "since"), until=params.timestamp(request, "until"),
+        timestamps=params.boolean(request, "timestamps"), tail=params.tail(request),
+    )
+    tty, chunks = await request.app[CONTAINERS].logs(request.match_info["id"], options)
+    response = await streams.start_stream(request, streams.content_type(tty))
+    await _copy_to_response(response, streams.framed(chunks, tty, options.timestamps))
+    return response
+
+
+@routes.post("/containers/{id}/attach")
+async def attach(request: web.Request) -> web.StreamResponse:
+    options = AttachOptions(
+        stream=params.boolean(request, "stream"), stdout=params.boolean(request, "stdout"),
+        stderr=params.boolean(request, "stderr"), stdin=params.boolean(request, "stdin"),
+        logs=params.boolean(request, "logs"),
+    )
+    # Register for output before answering, so nothing produced right after the 101 is lost.
+    result: tuple[Any, ...] = await request.app[CONTAINERS].attach(request.match_info["id"], options)
+    tty: bool = result[0]
+    chunks: AsyncIterator[OutputChunk] = result[1]
+    stdin: StdinSink | None = result[2] if len(result) > 2 and options.stdin else None
+    output = streams.framed(chunks, tty)
+    if not hijack.wants_upgrade(request):
+        response = await streams.start_stream(request, streams.content_type(tty))
+        await _copy_to_response(response, output)
+        return response
+    try:
+        response, connection = await hijack.upgrade(request, streams.content_type(tty))
+    except BaseException:
+        await _aclose(chunks)
+        raise
+    await _serve_hijacked(connection, output, stdin)
+    return response
+
+
+async def _copy_to_response(response: web.StreamResponse, data: AsyncIterator[bytes]) -> None:
+    """Write each piece as it comes (StreamResponse.write sends at once); stop when the client is gone."""
+    try:
+        async for piece in data:
+            await response.write(piece)
+        await response.write_eof()
+    except ConnectionError:
+        log.debug("api_stream_client_gone")
+    except Exception:  # headers are out, no status can change any more: log and end the stream
+        log.exception("api_stream_failed")
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
+    finally:
+        await _aclose(data)
+
+
+async def _serve_hijacked(connection: hijack.HijackedConnection, output: AsyncIterator[bytes],
+                          stdin: StdinSink | None) -> None:
+    """Output to the client until the container's stream ends (or the client leaves); stdin the other way."""
+    async def pump_out() -> None:
+        async for piece in output:
+            await connection.write(piece)
+
+    async def pump_in() -> None:
+        try:
+            while data := await connection.read():
+                if stdin is not None:
+                    await stdin.write(data)
+        finally:
+            if stdin is not None:
+                await stdin.close()
+
+    out_task = asyncio.ensure_future(pump_out())
+    in_task = asyncio.ensure_future(pump_in())
+    closed = asyncio.ensure_future(connection.wait_closed())
+    try:
+        await asyncio.wait({out_task, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (out_task, closed):
+            task.cancel()
+        try:
+            await out_task
+        except (asyncio.CancelledError, ConnectionError):
+            pass
+        except Exception:
+            log.exception("api_attach_stream_failed")
+        await _aclose(output)
+        connection.close()
+        if not in_task.done():  # the client may still be half-open on stdin: drop it with the connection
+            in_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, AiodockError):
+            await in_task
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    closer = getattr(iterator, "aclose", None)
+    if closer is not None:
+        with contextlib.suppress(Exception):
+            await closer()
+
+
+__all__ = ["StdinSink", "routes"]
