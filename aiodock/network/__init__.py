@@ -1,1 +1,1 @@
-
+"""Leaf layer: pyroute2 bridges/veths/netns (later), container network files."""

@@ -1,0 +1,85 @@
+"""`aiodock daemon` / `aiodockd`: flags named as dockerd names them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from aiodock import __version__
+from aiodock.config import DEFAULT_HOST, DaemonConfig
+from aiodock.errors import AiodockError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aiodock daemon", description="Run the aiodock daemon: the Docker Engine API, "
+                                "the containerd-compatible gRPC API and the in-process port proxy.")
+    p.add_argument("-H", "--host", action="append", dest="hosts", metavar="HOST",
+                   help=f"Daemon socket(s) to connect to: unix:///path, tcp://host:port, fd:// (default {DEFAULT_HOST})")
+    p.add_argument("--data-root", type=Path, help="Root directory of persistent state (default /var/lib/aiodock)")
+    p.add_argument("--exec-root", type=Path, help="Root directory of execution state (default /run/aiodock)")
+    p.add_argument("-p", "--pidfile", type=Path, help="Path to use for the daemon PID file")
+    p.add_argument("--config-file", type=Path, help="Daemon configuration file (JSON, like daemon.json)")
+    p.add_argument("--containerd", dest="grpc_address", type=Path,
+                   help="gRPC socket of the containerd-compatible API (default <exec-root>/containerd/containerd.sock)")
+    p.add_argument("--default-runtime", dest="runtime", help="OCI runtime binary: runc (default) or crun")
+    p.add_argument("--cgroup-parent", help="Parent cgroup for all containers (default aiodock)")
+    p.add_argument("-l", "--log-level", choices=["debug", "info", "warn", "error", "fatal"],
+                   help="Set the logging level (default info)")
+    p.add_argument("--log-format", choices=["json", "console"], help="Log format (default json)")
+    p.add_argument("--tls", action="store_true", default=None, help="Use TLS on tcp:// hosts")
+    p.add_argument("--tlsverify", action="store_true", default=None, help="Use TLS and verify the client")
+    p.add_argument("--tlscacert", type=Path, help="Trust certs signed only by this CA")
+    p.add_argument("--tlscert", type=Path, help="Path to TLS certificate file")
+    p.add_argument("--tlskey", type=Path, help="Path to TLS key file")
+    p.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="Default json-file log options: max-size, max-file")
+    p.add_argument("-v", "--version", action="version", version=f"aiodock {__version__}")
+    return p
+
+
+def config_from_args(argv: list[str] | None) -> DaemonConfig:
+    args = build_parser().parse_args(argv)
+    config = DaemonConfig()
+    if args.config_file:
+        config = config.with_file(args.config_file)
+    changes: dict[str, object] = {}
+    for name in ("data_root", "exec_root", "pidfile", "grpc_address", "runtime", "cgroup_parent", "log_level",
+                 "log_format", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey"):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value
+    if args.hosts:
+        changes["hosts"] = tuple(args.hosts)
+    if args.log_opt:
+        opts = dict(config.log_opts)
+        for item in args.log_opt:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise AiodockError(f"invalid log-opt: {item}")
+            opts[key] = value
+        changes["log_opts"] = opts
+    return replace(config, **changes)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = config_from_args(argv)
+    except AiodockError as exc:
+        print(f"aiodock: {exc}", file=sys.stderr)
+        return 1
+    from aiodock.daemon.app import run
+
+    try:
+        return asyncio.run(run(config))
+    except AiodockError as exc:
+        print(f"aiodock: failed to start daemon: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

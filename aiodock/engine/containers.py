@@ -1,0 +1,853 @@
+"""Docker containers on top of the core: create, start, stop, kill, wait, remove, list, inspect, logs, attach.
+
+The container's lifecycle runs through core.runtime's TaskManager (shims over runc); its root filesystem comes from
+the ImageService's snapshotter; its record lives in <data-root>/containers/<id>/ (Docker's layout) and, for `ctr`,
+as a containerd container record in namespace "moby".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal as _signal
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from aiodock.config import DaemonConfig
+from aiodock.core import events as ev
+from aiodock.core.metadata import ContainerRecord, ContainerStore
+from aiodock.core.runtime.tasks import TaskManager, TaskSpec
+from aiodock.engine.backend import AttachOptions, LogOptions, OutputChunk, WaitResult
+from aiodock.engine.humanize import human_duration
+from aiodock.engine.images import Image, ImageService
+from aiodock.engine.names import NameRegistry
+from aiodock.engine.signals import parse_signal
+from aiodock.engine.spec import build_spec, network_mode
+from aiodock.engine.state import Container, ContainerFiles, parse_rfc3339, rfc3339nano
+from aiodock.errors import (
+    AiodockError,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    NotImplementedYet,
+    NotModified,
+    RuntimeFailure,
+)
+from aiodock.log import get_logger
+from aiodock.logs import jsonfile
+from aiodock.network.files import write_container_files
+from aiodock.util.ids import new_id
+
+log = get_logger("aiodock.engine.containers")
+
+NAMESPACE = "moby"
+RUNTIME_NAME = "io.containerd.runc.v2"
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+MIN_MEMORY = 6 * 1024 * 1024
+
+
+def _default_host_config(host_config: dict[str, Any]) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+        "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0], "CapAdd": None,
+        "CapDrop": None, "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
+        "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
+        "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None,
+        "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864, "Runtime": "runc", "Isolation": "",
+        "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0,
+        "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
+        "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None,
+        "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
+        "OomKillDisable": None, "PidsLimit": None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
+        "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "Mounts": None, "Tmpfs": None,
+        "MaskedPaths": [
+            "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+            "/sys/devices/virtual/powercap",
+        ],
+        "ReadonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+    }
+    for key, value in host_config.items():
+        if value is not None or key not in base:
+            base[key] = value
+    if base.get("Privileged"):
+        base["MaskedPaths"] = None
+        base["ReadonlyPaths"] = None
+    if not base.get("RestartPolicy") or not base["RestartPolicy"].get("Name"):
+        base["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    return base
+
+
+def _merge_image_config(body: dict[str, Any], image: Image) -> dict[str, Any]:
+    """Docker merges the image's config under the container's (daemon/create.go + merge.go)."""
+    img = image.config.get("config") or {}
+    cfg: dict[str, Any] = {
+        "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+        "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+        "Image": body.get("Image", ""), "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None,
+        "Labels": {},
+    }
+    for key in ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "Tty",
+                "OpenStdin", "StdinOnce", "Env", "Cmd", "Volumes", "WorkingDir", "Entrypoint", "OnBuild",
+                "Labels", "StopSignal", "StopTimeout", "ExposedPorts", "Healthcheck", "ArgsEscaped",
+                "NetworkDisabled", "MacAddress", "Shell"):
+        if key in body and body[key] is not None:
+            cfg[key] = body[key]
+    env = list(img.get("Env") or [])
+    for item in cfg.get("Env") or []:
+        name = item.split("=", 1)[0]
+        env = [e for e in env if e.split("=", 1)[0] != name]
+        env.append(item)
+    cfg["Env"] = env
+    if not cfg.get("User") and img.get("User"):
+        cfg["User"] = img["User"]
+    if not cfg.get("WorkingDir") and img.get("WorkingDir"):
+        cfg["WorkingDir"] = img["WorkingDir"]
+    labels = dict(img.get("Labels") or {})
+    labels.update(cfg.get("Labels") or {})
+    cfg["Labels"] = labels
+    if not cfg.get("Entrypoint") and body.get("Entrypoint") != [""]:
+        if img.get("Entrypoint"):
+            cfg["Entrypoint"] = img["Entrypoint"]
+            if not cfg.get("Cmd"):
+                cfg["Cmd"] = img.get("Cmd")
+        elif not cfg.get("Cmd"):
+            cfg["Cmd"] = img.get("Cmd")
+    if body.get("Entrypoint") == [""]:
+        cfg["Entrypoint"] = None
+    if "StopSignal" not in cfg and img.get("StopSignal"):
+        cfg["StopSignal"] = img["StopSignal"]
+    if img.get("ExposedPorts") and not cfg.get("ExposedPorts"):
+        cfg["ExposedPorts"] = img["ExposedPorts"]
+    if img.get("Volumes") and not cfg.get("Volumes"):
+        cfg["Volumes"] = img["Volumes"]
+    return cfg
+
+
+class ContainerService:
+    """The engine's ContainerBackend (aiodock.engine.backend)."""
+
+    def __init__(self, *, config: DaemonConfig, files: ContainerFiles, images: ImageService, tasks: TaskManager,
+                 records: ContainerStore, events: ev.EventExchange, namespace: str = NAMESPACE) -> None:
+        self._config = config
+        self._files = files
+        self._images = images
+        self._tasks = tasks
+        self._records = records
+        self._events = events
+        self._ns = namespace
+        self._containers: dict[str, Container] = {}
+        self._names = NameRegistry()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiters: dict[str, list[tuple[str, asyncio.Future[WaitResult]]]] = {}
+        self._exit_listeners: dict[str, list[asyncio.Future[None]]] = {}
+        self._monitors: dict[str, asyncio.Task[None]] = {}
+        self._removing: set[str] = set()
+        images.set_usage_check(self._image_users)
+
+    # ---- look-ups ---------------------------------------------------------------------------------------------
+
+    def _image_users(self, image_id: str) -> list[tuple[str, bool]]:
+        return [(c.id, c.state.running) for c in list(self._containers.values()) if c.image_id == image_id]
+
+    def _get(self, ref: str) -> Container:
+        if not ref:
+            raise NotFound("No such container: ")
+        found = self._containers.get(ref)
+        if found is not None:
+            return found
+        by_name = self._names.get(ref)
+        if by_name is not None and by_name in self._containers:
+            return self._containers[by_name]
+        matches = [c for cid, c in self._containers.items() if cid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def _lock(self, container_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(container_id, asyncio.Lock())
+
+    def running_count(self) -> tuple[int, int, int]:
+        states = [c.state.status for c in self._containers.values()]
+        return states.count("running"), states.count("paused"), len(states) - states.count("running") - states.count("paused")
+
+    def count(self) -> int:
+        return len(self._containers)
+
+    async def _save(self, container: Container) -> None:
+        self._containers[container.id] = container
+        await asyncio.to_thread(self._files.save, container)
+
+    # ---- recovery ---------------------------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Reload containers from disk and reconcile them with the tasks the TaskManager found."""
+        for container in await asyncio.to_thread(self._files.load_all):
+            self._names.reserve(container.name, container.id)
+            self._containers[container.id] = container
+        for container in list(self._containers.values()):
+            if not container.state.running:
+                continue
+            try:
+                info = self._tasks.get(self._ns, container.id)
+            except NotFound:
+                log.warning("container task lost while the daemon was down", container=container.id)
+                await self._record_exit(container.id, 255, datetime.now(UTC), error="task lost")
+                continue
+            if info.status == "stopped":
+                await self._record_exit(container.id, info.exit_status if info.exit_status is not None else 255,
+                                        info.exited_at or datetime.now(UTC))
+            else:
+                if info.pid != container.state.pid:
+                    await self._save(container.with_state(pid=info.pid))
+                self._monitors[container.id] = asyncio.create_task(self._monitor(container.id))
+                log.info("reattached running container", container=container.id, pid=info.pid)
+
+    async def close(self) -> None:
+        for task in self._monitors.values():
+            task.cancel()
+        await asyncio.gather(*self._monitors.values(), return_exceptions=True)
+        self._monitors.clear()
+
+    # ---- create -----------------------------------------------------------------------------------------------
+
+    async def create(self, name: str | None, body: dict[str, Any]) -> tuple[str, list[str]]:
+        if not isinstance(body, dict):
+            raise InvalidArgument("config cannot be empty in order to create a container")
+        image_ref = body.get("Image")
+        if not image_ref or not isinstance(image_ref, str):
+            raise InvalidArgument("config cannot be empty in order to create a container")
+        host_config = body.get("HostConfig") or {}
+        if not isinstance(host_config, dict):
+            raise InvalidArgument("HostConfig must be a JSON object")
+        warnings: list[str] = []
+        if body.get("Tty"):
+            raise NotImplementedYet("TTY containers (-t) are not supported yet")
+        mode = network_mode(host_config)
+        if mode not in ("bridge", "host", "none"):
+            if mode.startswith("container:"):
+                raise NotImplementedYet("--network container:<id> is not supported yet")
+            raise NotFound(f"network {mode} not found")
+        memory = host_config.get("Memory") or 0
+        if memory and memory < MIN_MEMORY:
+            raise InvalidArgument("Minimum memory limit allowed is 6MB")
+        policy = (host_config.get("RestartPolicy") or {}).get("Name") or "no"
+        if policy not in ("", "no", "always", "on-failure", "unless-stopped"):
+            raise InvalidArgument(f"invalid restart policy '{policy}'")
+        if host_config.get("AutoRemove") and policy not in ("", "no"):
+            raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+        for key in ("PidsLimit", "CpuShares", "NanoCpus", "Memory"):
+            value = host_config.get(key)
+            if value is not None and not isinstance(value, int):
+                raise InvalidArgument(f"invalid {key}: must be an integer")
+        image = await self._images.resolve(image_ref)
+        cfg = _merge_image_config(body, image)
+        command = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
+        if not command:
+            raise InvalidArgument("No command specified")
+        container_id = new_id()
+        if name:
+            cname = self._names.reserve(name, container_id)
+        else:
+            cname = self._names.generate(container_id)
+        if not cfg.get("Hostname"):
+            cfg["Hostname"] = container_id[:12] if mode != "host" else _host_name()
+        container = Container(
+            id=container_id, name=cname, created=rfc3339nano(), path=command[0], args=tuple(command[1:]),
+            config=cfg, host_config=_default_host_config(host_config), image_id=image.id,
+        )
+        try:
+            await self._images.prepare_rootfs(image, container_id)
+            await self._save(container)
+            now = datetime.now(UTC)
+            await asyncio.to_thread(self._records.create, self._ns, ContainerRecord(
+                id=container_id, image=image.repo_tags[0] if image.repo_tags else image.id,
+                runtime_name=RUNTIME_NAME, spec=None, snapshotter="overlayfs", snapshot_key=container_id,
+                labels=dict(cfg.get("Labels") or {}), created_at=now, updated_at=now,
+            ))
+        except BaseException:
+            self._names.release(cname)
+            self._containers.pop(container_id, None)
+            await self._images.remove_rootfs(container_id)
+            await asyncio.to_thread(self._files.remove, container_id)
+            raise
+        self._events.publish(self._ns, ev.CONTAINER_CREATE, ev.ContainerCreate(container_id, image_ref, RUNTIME_NAME))
+        return container_id, warnings
+
+    # ---- start ------------------------------------------------------------------------------------------------
+
+    async def start(self, ref: str) -> None:
+        container = self._get(ref)
+        try:
+            async with self._lock(container.id):
+                container = self._get(container.id)
+                if container.state.status == "paused":
+                    raise Conflict("cannot start a paused container, try unpause instead")
+                if container.state.running:
+                    raise NotModified("container already started")
+                if container.id in self._removing:
+                    raise Conflict("container is marked for removal and cannot be started")
+                await self._start_locked(container)
+        except RuntimeFailure:
+            if container.host_config.get("AutoRemove"):  # as Docker: a --rm container that cannot start is removed
+                try:
+                    await self.remove(container.id, force=True)
+                except NotFound:
+                    pass
+            raise
+
+    async def _start_locked(self, container: Container) -> None:
+        cid = container.id
+        cdir = self._files.dir(cid)
+        hc = container.host_config
+        mode = network_mode(hc)
+        rootfs = await self._images.rootfs_mounts(cid)
+        await asyncio.to_thread(
+            write_container_files, cdir, container.config.get("Hostname") or cid[:12], mode == "host",
+            hc.get("ExtraHosts"), hc.get("Dns"), hc.get("DnsSearch"), hc.get("DnsOptions"),
+        )
+        spec = await asyncio.to_thread(
+            build_spec, container_id=cid, config=container.config, host_config=hc,
+            args=[container.path, *container.args], rootfs=rootfs, container_dir=cdir,
+            cgroup_parent=hc.get("CgroupParent") or self._config.cgroup_parent,
+        )
+        log_opts = dict(self._config.log_opts)
+        log_opts.update((hc.get("LogConfig") or {}).get("Config") or {})
+        max_size, max_files = jsonfile.parse_log_opts(log_opts)
+        task = TaskSpec(
+            namespace=self._ns, container_id=cid, spec=spec, rootfs=tuple(rootfs),
+            log_path=self._files.log_path(cid), log_max_size=max_size, log_max_files=max_files,
+        )
+        try:
+            await self._tasks.create(task)
+            info = await self._tasks.start_task(self._ns, cid)
+        except RuntimeFailure as exc:
+            await self._cleanup_failed_task(cid)
+            message = f"failed to create task for container: failed to create shim task: OCI runtime create " \
+                      f"failed: {exc.message}: unknown"
+            code = 127 if ("not found" in exc.message or "no such file" in exc.message) else \
+                126 if "permission denied" in exc.message else 128
+            status = "exited" if container.has_been_started else "created"
+            await self._save(container.with_state(status=status, error=message, exit_code=code))
+            raise RuntimeFailure(message) from exc
+        except BaseException:
+            await self._cleanup_failed_task(cid)
+            raise
+        container = replace(container, has_been_started=True, manually_stopped=False)
+        await self._save(container.with_state(
+            status="running", pid=info.pid, exit_code=0, error="", started_at=rfc3339nano(),
+            finished_at="0001-01-01T00:00:00Z", oom_killed=False,
+        ))
+        self._monitors[cid] = asyncio.create_task(self._monitor(cid))
+
+    async def _cleanup_failed_task(self, cid: str) -> None:
+        try:
+            await self._tasks.delete(self._ns, cid, force=True)
+        except AiodockError:
+            pass
+
+    async def _monitor(self, cid: str) -> None:
+        try:
+            exit_event = await self._tasks.wait(self._ns, cid)
+        except asyncio.CancelledError:
+            raise
+        except NotFound:
+            await self._record_exit(cid, 255, datetime.now(UTC), error="task lost")
+            return
+        except Exception as exc:  # noqa: BLE001 - the shim vanished: containerd reports 255 too
+            log.error("waiting for task failed", container=cid, error=str(exc))
+            await self._record_exit(cid, 255, datetime.now(UTC), error=str(exc))
+            return
+        finally:
+            self._monitors.pop(cid, None)
+        await self._record_exit(cid, exit_event.exit_status, exit_event.exited_at)
+
+    async def _record_exit(self, cid: str, exit_code: int, exited_at: datetime, error: str = "") -> None:
+        auto_remove = False
+        async with self._lock(cid):
+            container = self._containers.get(cid)
+            if container is None or not container.state.running:
+                return
+            try:
+                await self._tasks.delete(self._ns, cid)
+            except NotFound:
+                pass
+            except AiodockError as exc:
+                log.warning("deleting task failed", container=cid, error=str(exc))
+            container = container.with_state(status="exited", exit_code=exit_code, pid=0, error=error,
+                                             finished_at=rfc3339nano(exited_at))
+            await self._save(container)
+            auto_remove = bool(container.host_config.get("AutoRemove"))
+            self._notify_exit(cid, exit_code)
+        if auto_remove:
+            try:
+                await self.remove(cid, force=True)
+            except NotFound:
+                pass
+
+    def _notify_exit(self, cid: str, exit_code: int) -> None:
+        for fut in self._exit_listeners.pop(cid, []):
+            if not fut.done():
+                fut.set_result(None)
+        keep = []
+        for condition, fut in self._waiters.get(cid, []):
+            if condition in ("not-running", "next-exit"):
+                if not fut.done():
+                    fut.set_result(WaitResult(exit_code))
+            else:
+                keep.append((condition, fut))
+        self._waiters[cid] = keep
+
+    # ---- stop / kill / restart --------------------------------------------------------------------------------
+
+    def _exit_future(self, cid: str) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._exit_listeners.setdefault(cid, []).append(fut)
+        return fut
+
+    async def _signal(self, container: Container, signum: int) -> None:
+        await self._tasks.kill(self._ns, container.id, signum)
+
+    async def kill(self, ref: str, signal: str | None = None) -> None:
+        container = self._get(ref)
+        signum = parse_signal(signal, default=_signal.SIGKILL)
+        if not container.state.running:
+            raise Conflict(f"Cannot kill container: {ref}: Container {container.id} is not running")
+        exited = self._exit_future(container.id)
+        await self._signal(container, signum)
+        if signum == _signal.SIGKILL:
+            try:
+                await asyncio.wait_for(asyncio.shield(exited), 10)
+            except TimeoutError:
+                pass
+
+    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        container = self._get(ref)
+        if not container.state.running:
+            raise NotModified("container already stopped")
+        await self._save(replace(container, manually_stopped=True))
+        await self._stop_running(container, timeout, signal)
+
+    async def _stop_running(self, container: Container, timeout: int | None, signal: str | None) -> None:
+        stop_signal = parse_signal(signal or container.config.get("StopSignal"), default=_signal.SIGTERM)
+        if timeout is None:
+            timeout = container.config.get("StopTimeout")
+            timeout = 10 if timeout is None else int(timeout)
+        exited = self._exit_future(container.id)
+        try:
+            await self._signal(container, stop_signal)
+        except Conflict:
+            pass
+        if timeout < 0:
+            await exited
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), timeout)
+            return
+        except TimeoutError:
+            pass
+        try:
+            await self._signal(container, _signal.SIGKILL)
+        except (Conflict, NotFound):
+            pass
+        await asyncio.wait_for(asyncio.shield(exited), 30)
+
+    async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        container = self._get(ref)
+        if container.state.running:
+            await self._stop_running(container, timeout, signal)
+        async with self._lock(container.id):
+            container = self._get(container.id)
+            if not container.state.running:
+                await self._start_locked(replace(container, restart_count=container.restart_count))
+
+    # ---- wait -------------------------------------------------------------------------------------------------
+
+    async def wait(self, ref: str, condition: str = "not-running") -> Awaitable[WaitResult]:
+        condition = condition or "not-running"
+        if condition not in WAIT_CONDITIONS:
+            raise InvalidArgument(f"invalid condition: \"{condition}\"")
+        container = self._get(ref)
+        fut: asyncio.Future[WaitResult] = asyncio.get_running_loop().create_future()
+        if condition == "not-running" and not container.state.running:
+            fut.set_result(WaitResult(container.state.exit_code))
+        else:
+            self._waiters.setdefault(container.id, []).append((condition, fut))
+        return fut
+
+    # ---- remove / rename / prune ------------------------------------------------------------------------------
+
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False, link: bool = False) -> None:
+        container = self._get(ref)
+        if link:
+            raise NotImplementedYet("container links are not supported")
+        if container.id in self._removing:
+            raise Conflict(f"removal of container {container.id[:12]} is already in progress")
+        if container.state.running:
+            if not force:
+                raise Conflict(
+                    f'cannot remove container "/{container.name}": container is running: stop the container '
+                    "before removing or force remove")
+            exited = self._exit_future(container.id)
+            try:
+                await self._signal(container, _signal.SIGKILL)
+            except (Conflict, NotFound):
+                pass
+            try:
+                await asyncio.wait_for(asyncio.shield(exited), 30)
+            except TimeoutError:
+                pass
+        async with self._lock(container.id):
+            if container.id not in self._containers or container.id in self._removing:
+                return
+            container = self._containers[container.id]
+            if container.state.running:
+                raise Conflict(f"could not kill running container {container.id}, cannot remove")
+            self._removing.add(container.id)
+            try:
+                await self._images.remove_rootfs(container.id)
+                await asyncio.to_thread(self._files.remove, container.id)
+                try:
+                    await asyncio.to_thread(self._records.delete, self._ns, container.id)
+                except NotFound:
+                    pass
+            finally:
+                self._removing.discard(container.id)
+            self._containers.pop(container.id, None)
+            self._names.release(container.name)
+            for fut in self._exit_listeners.pop(container.id, []):
+                if not fut.done():
+                    fut.set_result(None)
+            for _, fut in self._waiters.pop(container.id, []):
+                if not fut.done():
+                    fut.set_result(WaitResult(container.state.exit_code))
+        self._locks.pop(container.id, None)
+        self._events.publish(self._ns, ev.CONTAINER_DELETE, ev.ContainerDelete(container.id))
+
+    async def rename(self, ref: str, new_name: str) -> None:
+        container = self._get(ref)
+        if not new_name:
+            raise InvalidArgument("Neither old nor new names may be empty")
+        async with self._lock(container.id):
+            container = self._get(container.id)
+            if new_name.lstrip("/") == container.name:
+                raise Conflict("Renaming a container with the same name as its current name")
+            name = self._names.reserve(new_name, container.id)
+            self._names.release(container.name)
+            await self._save(replace(container, name=name))
+
+    async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
+        unknown = set(filters) - {"until", "label", "label!"}
+        if unknown:
+            raise InvalidArgument(f"invalid filter '{min(unknown)}'")
+        deleted: list[str] = []
+        reclaimed = 0
+        until = _parse_until(filters.get("until"))
+        for container in list(self._containers.values()):
+            if container.state.running or container.state.status == "removing":
+                continue
+            if until is not None and parse_rfc3339(container.created).timestamp() >= until:
+                continue
+            if not _labels_match(container.config.get("Labels") or {}, filters):
+                continue
+            reclaimed += await self._images.rootfs_size(container.id)
+            try:
+                await self.remove(container.id)
+            except (NotFound, Conflict):
+                continue
+            deleted.append(container.id)
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    # ---- list / inspect ---------------------------------------------------------------------------------------
+
+    async def list(self, all: bool = False, limit: int = -1, size: bool = False,
+                   filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        filters = filters or {}
+        known = {"status", "name", "id", "label", "ancestor", "exited", "before", "since", "health", "network",
+                 "volume", "publish", "expose", "is-task", "isolation", "label!"}
+        for key in filters:
+            if key not in known:
+                raise InvalidArgument(f"invalid filter '{key}'")
+        for status in filters.get("status", []):
+            if status not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+                raise InvalidArgument(f"invalid filter 'status={status}'")
+        ordered = sorted(self._containers.values(), key=lambda c: c.created, reverse=True)
+        before = self._creation_bound(filters.get("before"))
+        since = self._creation_bound(filters.get("since"))
+        ancestors = await self._ancestor_ids(filters.get("ancestor", []))
+        if limit and limit > 0 or filters.get("status") or filters.get("exited"):
+            all = True
+        result = []
+        for container in ordered:
+            st = container.state
+            if not all and not st.running:
+                continue
+            if filters.get("status") and st.status not in filters["status"]:
+                continue
+            if filters.get("exited") and (st.status != "exited" or str(st.exit_code) not in filters["exited"]):
+                continue
+            if filters.get("id") and not any(container.id.startswith(v) for v in filters["id"]):
+                continue
+            if filters.get("name") and not any(re.search(v.lstrip("/"), container.name) for v in filters["name"]):
+                continue
+            if not _labels_match(container.config.get("Labels") or {}, filters):
+                continue
+            if ancestors is not None and container.image_id not in ancestors:
+                continue
+            if before is not None and container.created >= before:
+                continue
+            if since is not None and container.created <= since:
+                continue
+            result.append(await self._summary(container, size))
+            if limit and 0 < limit <= len(result):
+                break
+        return result
+
+    def _creation_bound(self, refs: list[str] | None) -> str | None:
+        if not refs:
+            return None
+        try:
+            return self._get(refs[0]).created
+        except NotFound:
+            raise InvalidArgument(f"No such container: {refs[0]}") from None
+
+    async def _ancestor_ids(self, refs: list[str]) -> set[str] | None:
+        if not refs:
+            return None
+        ids: set[str] = set()
+        for ref in refs:
+            try:
+                ids.add((await self._images.resolve(ref)).id)
+            except NotFound:
+                continue
+        return ids
+
+    async def _summary(self, container: Container, size: bool) -> dict[str, Any]:
+        command = container.path + (" " + " ".join(container.args) if container.args else "")
+        mode = container.host_config.get("NetworkMode") or "default"
+        item: dict[str, Any] = {
+            "Id": container.id,
+            "Names": ["/" + container.name],
+            "Image": container.config.get("Image", ""),
+            "ImageID": container.image_id,
+            "Command": command,
+            "Created": int(parse_rfc3339(container.created).timestamp()),
+            "Ports": [],
+            "Labels": container.config.get("Labels") or {},
+            "State": container.state.status,
+            "Status": _status_text(container),
+            "HostConfig": {"NetworkMode": mode},
+            "NetworkSettings": {"Networks": _networks(container)},
+            "Mounts": _mounts(container),
+        }
+        if size:
+            item["SizeRw"] = await self._images.rootfs_size(container.id)
+            item["SizeRootFs"] = item["SizeRw"]
+        return item
+
+    async def inspect(self, ref: str, size: bool = False) -> dict[str, Any]:
+        container = self._get(ref)
+        doc = container.to_document(self._files.root)
+        mounts = await self._images.rootfs_mounts(container.id) if container.id not in self._removing else []
+        graph: dict[str, Any] = {}
+        for m in mounts:
+            for opt in m.options:
+                key, _, value = opt.partition("=")
+                if key == "lowerdir":
+                    graph["LowerDir"] = value
+                elif key == "upperdir":
+                    graph["UpperDir"] = value
+                elif key == "workdir":
+                    graph["WorkDir"] = value
+        result: dict[str, Any] = {
+            "Id": container.id,
+            "Created": container.created,
+            "Path": container.path,
+            "Args": list(container.args),
+            "State": container.state.to_docker(),
+            "Image": container.image_id,
+            "ResolvConfPath": doc["ResolvConfPath"],
+            "HostnamePath": doc["HostnamePath"],
+            "HostsPath": doc["HostsPath"],
+            "LogPath": doc["LogPath"],
+            "Name": "/" + container.name,
+            "RestartCount": container.restart_count,
+            "Driver": "overlay2",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": None,
+            "HostConfig": container.host_config,
+            "GraphDriver": {"Data": graph or None, "Name": "overlay2"},
+            "Mounts": _mounts(container),
+            "Config": container.config,
+            "NetworkSettings": {
+                "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": False,
+                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
+                "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+                "Networks": _networks(container),
+            },
+        }
+        if size:
+            result["SizeRw"] = await self._images.rootfs_size(container.id)
+            result["SizeRootFs"] = result["SizeRw"]
+        return result
+
+    # ---- logs / attach ----------------------------------------------------------------------------------------
+
+    async def logs(self, ref: str, options: LogOptions) -> tuple[bool, AsyncIterator[OutputChunk]]:
+        container = self._get(ref)
+        path = self._files.log_path(container.id)
+        if options.follow and container.state.running:
+            return False, self._follow(path, options.since, options.stdout, options.stderr, options.tail,
+                                       self._exit_event(container.id), options.until)
+        entries = await asyncio.to_thread(
+            jsonfile.read_entries, path, since=options.since, until=options.until, tail=options.tail,
+            stdout=options.stdout, stderr=options.stderr)
+        return False, _from_entries(entries)
+
+    def _exit_event(self, cid: str) -> asyncio.Event:
+        """An event set when the container next exits (or is removed): ends log follows and attaches."""
+        event = asyncio.Event()
+        self._exit_future(cid).add_done_callback(lambda _: event.set())
+        return event
+
+    async def _follow(self, path: Any, since: datetime | None, stdout: bool, stderr: bool, tail: int | None,
+                      stop: asyncio.Event, until: datetime | None = None) -> AsyncIterator[OutputChunk]:
+        async for entry in jsonfile.follow(path, since=since, stdout=stdout, stderr=stderr, tail=tail, stop=stop):
+            if until is not None and entry.time > until:
+                break
+            yield OutputChunk(entry.stream, entry.data, entry.time)
+
+    async def attach(self, ref: str, options: AttachOptions) -> tuple[bool, AsyncIterator[OutputChunk]]:
+        container = self._get(ref)
+        if options.stdin:
+            raise NotImplementedYet("attaching stdin is not supported yet")
+        if not options.stream:
+            if not options.logs:
+                return False, _from_entries([])
+            entries = await asyncio.to_thread(jsonfile.read_entries, self._files.log_path(container.id),
+                                              since=None, until=None, tail=None, stdout=options.stdout,
+                                              stderr=options.stderr)
+            return False, _from_entries(entries)
+        source = self._follow(self._files.log_path(container.id), None, options.stdout, options.stderr,
+                              None if options.logs else 0, self._exit_event(container.id))
+        return False, _pumped(source)
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------------
+
+async def _from_entries(entries: list[jsonfile.LogEntry]) -> AsyncIterator[OutputChunk]:
+    for entry in entries:
+        yield OutputChunk(entry.stream, entry.data, entry.time)
+
+
+async def _pumped(source: AsyncIterator[OutputChunk]) -> AsyncIterator[OutputChunk]:
+    """Start reading the source now (so its position is fixed before the caller returns), deliver lazily."""
+    queue: asyncio.Queue[OutputChunk | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for chunk in source:
+                queue.put_nowait(chunk)
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.create_task(pump())
+    await asyncio.sleep(0)
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            yield item
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _host_name() -> str:
+    import socket
+    return socket.gethostname()
+
+
+def _status_text(container: Container) -> str:
+    st = container.state
+    now = time.time()
+    if st.status == "running":
+        return "Up " + human_duration(now - parse_rfc3339(st.started_at).timestamp())
+    if st.status == "paused":
+        return "Up " + human_duration(now - parse_rfc3339(st.started_at).timestamp()) + " (Paused)"
+    if st.status == "restarting":
+        return f"Restarting ({st.exit_code}) " + human_duration(now - parse_rfc3339(st.finished_at).timestamp()) + " ago"
+    if st.status == "removing":
+        return "Removal In Progress"
+    if st.status == "dead":
+        return "Dead"
+    if st.status == "exited":
+        return f"Exited ({st.exit_code}) " + human_duration(now - parse_rfc3339(st.finished_at).timestamp()) + " ago"
+    return "Created"
+
+
+def _networks(container: Container) -> dict[str, Any]:
+    mode = network_mode(container.host_config)
+    if mode not in ("host", "none"):
+        return {}
+    return {mode: {
+        "IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "NetworkID": mode, "EndpointID": "",
+        "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None,
+    }}
+
+
+def _mounts(container: Container) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = []
+    for bind in container.host_config.get("Binds") or []:
+        parts = bind.split(":")
+        if len(parts) < 2:
+            continue
+        mode = parts[2] if len(parts) > 2 else ""
+        result.append({"Type": "bind", "Source": parts[0], "Destination": parts[1], "Mode": mode,
+                       "RW": "ro" not in mode.split(","), "Propagation": "rprivate"})
+    for m in container.host_config.get("Mounts") or []:
+        entry = {"Type": m.get("Type", ""), "Source": m.get("Source", ""), "Destination": m.get("Target", ""),
+                 "Mode": "", "RW": not m.get("ReadOnly", False), "Propagation": ""}
+        if m.get("Type") == "bind":
+            entry["Propagation"] = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
+        result.append(entry)
+    return result
+
+
+def _labels_match(labels: dict[str, str], filters: dict[str, list[str]]) -> bool:
+    for want in filters.get("label", []):
+        key, sep, value = want.partition("=")
+        if key not in labels or (sep and labels[key] != value):
+            return False
+    for unwanted in filters.get("label!", []):
+        key, sep, value = unwanted.partition("=")
+        if key in labels and (not sep or labels[key] == value):
+            return False
+    return True
+
+
+def _parse_until(values: list[str] | None) -> float | None:
+    if not values:
+        return None
+    raw = values[0]
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        return parse_rfc3339(raw).timestamp()
+    except ValueError:
+        raise InvalidArgument(f"invalid until filter: {raw}") from None

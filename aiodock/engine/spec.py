@@ -1,0 +1,189 @@
+"""Docker's Config and HostConfig turned into an OCI runtime spec (moby's daemon/oci_linux.go role)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aiodock.core.mount import Mount
+from aiodock.core.oci import opts
+from aiodock.core.oci.seccomp import default_profile
+from aiodock.core.oci.spec import default_spec
+from aiodock.core.oci.user import resolve_user
+from aiodock.errors import InvalidArgument, NotImplementedYet
+
+
+def network_mode(host_config: dict[str, Any]) -> str:
+    mode = host_config.get("NetworkMode") or "default"
+    return "bridge" if mode == "default" else mode
+
+
+def _layer_dirs(mounts: list[Mount]) -> list[Path]:
+    """Top-most first: upperdir, then the lowerdirs in overlay order; or a bind source."""
+    dirs: list[Path] = []
+    for m in mounts:
+        if m.type == "overlay":
+            upper = [o.split("=", 1)[1] for o in m.options if o.startswith("upperdir=")]
+            lower = [o.split("=", 1)[1] for o in m.options if o.startswith("lowerdir=")]
+            dirs += [Path(p) for p in upper]
+            for group in lower:
+                dirs += [Path(p) for p in group.split(":")]
+        else:
+            dirs.append(Path(m.source))
+    return dirs
+
+
+def resolve_user_in_layers(mounts: list[Mount], user: str) -> tuple[int, int, list[int]]:
+    """Resolve Docker's User against the image's /etc/passwd and /etc/group without mounting the rootfs:
+    the top-most layer that has each file wins (a whiteout hides it). Blocking."""
+    scratch = Path(tempfile.mkdtemp(prefix="adk-user-"))
+    try:
+        (scratch / "etc").mkdir()
+        for name in ("passwd", "group"):
+            for layer in _layer_dirs(mounts):
+                candidate = layer / "etc" / name
+                try:
+                    st = os.lstat(candidate)
+                except FileNotFoundError:
+                    continue
+                except NotADirectoryError:
+                    break
+                if not os.path.isfile(candidate) or os.path.islink(candidate) or st.st_size > 8 << 20:
+                    break  # whiteout (char device), symlink or odd file: treat as absent
+                shutil.copyfile(candidate, scratch / "etc" / name)
+                break
+        return resolve_user(scratch, user or "0")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _bind_mounts(host_config: dict[str, Any]) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = []
+    for bind in host_config.get("Binds") or []:
+        parts = bind.split(":")
+        if len(parts) < 2 or len(parts) > 3:
+            raise InvalidArgument(f"invalid volume specification: '{bind}'")
+        src, dst = parts[0], parts[1]
+        mode = parts[2].split(",") if len(parts) == 3 else []
+        if not dst.startswith("/"):
+            raise InvalidArgument(f"invalid volume specification: '{bind}': invalid mount config for type \"bind\": "
+                                  "invalid mount path: '" + dst + "' mount path must be absolute")
+        if not src.startswith("/"):
+            raise NotImplementedYet(f"named volumes are not supported yet: '{bind}'")
+        os.makedirs(src, exist_ok=True)  # -v creates a missing host dir, as Docker does
+        options = ["rbind", "ro" if "ro" in mode else "rw"]
+        options += [m for m in mode if m in ("private", "rprivate", "shared", "rshared", "slave", "rslave")]
+        result.append({"destination": dst, "type": "bind", "source": src, "options": options})
+    for m in host_config.get("Mounts") or []:
+        kind = m.get("Type", "")
+        target = m.get("Target", "")
+        if not target.startswith("/"):
+            raise InvalidArgument(f"invalid mount config for type \"{kind}\": invalid mount path: '{target}' "
+                                  "mount path must be absolute")
+        if kind == "bind":
+            src = m.get("Source", "")
+            if not src.startswith("/"):
+                raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount path: '{src}' "
+                                      "mount path must be absolute")
+            if not os.path.exists(src):
+                raise InvalidArgument(
+                    f"invalid mount config for type \"bind\": bind source path does not exist: {src}")
+            options = ["rbind", "ro" if m.get("ReadOnly") else "rw"]
+            prop = (m.get("BindOptions") or {}).get("Propagation")
+            if prop:
+                options.append(prop)
+            result.append({"destination": target, "type": "bind", "source": src, "options": options})
+        elif kind == "tmpfs":
+            tmpfs = m.get("TmpfsOptions") or {}
+            options = ["nosuid", "nodev", "noexec"]
+            if tmpfs.get("SizeBytes"):
+                options.append(f"size={int(tmpfs['SizeBytes'])}")
+            if tmpfs.get("Mode"):
+                options.append(f"mode={int(tmpfs['Mode']):o}")
+            if m.get("ReadOnly"):
+                options.append("ro")
+            result.append({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": options})
+        elif kind == "volume":
+            raise NotImplementedYet("mounts of type \"volume\" are not supported yet")
+        else:
+            raise InvalidArgument(f"mount type unknown: \"{kind}\"")
+    for dest, raw in (host_config.get("Tmpfs") or {}).items():
+        options = ["nosuid", "nodev", "noexec"] + [o for o in raw.split(",") if o]
+        result.append({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options})
+    return result
+
+
+def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[str, Any], args: list[str],
+               rootfs: list[Mount], container_dir: Path, cgroup_parent: str) -> dict[str, Any]:
+    """Blocking (reads the image's passwd/group and the host's paths): call from a thread."""
+    spec = default_spec(container_id, cgroups_path=f"/{cgroup_parent.strip('/')}/{container_id}")
+    opts.with_process_args(spec, args)
+    env = list(config.get("Env") or [])
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    if not any(e.startswith("HOSTNAME=") for e in env):
+        env.insert(1, f"HOSTNAME={config.get('Hostname') or container_id[:12]}")
+    opts.with_env(spec, env)
+    opts.with_cwd(spec, config.get("WorkingDir") or "/")
+    uid, gid, gids = resolve_user_in_layers(rootfs, config.get("User") or "")
+    extra = []
+    for group in host_config.get("GroupAdd") or []:
+        if str(group).isdigit():
+            extra.append(int(group))
+    opts.with_user(spec, uid, gid, sorted(set(gids + extra)))
+    mode = network_mode(host_config)
+    host_net = mode == "host"
+    if not host_net:
+        opts.with_hostname(spec, config.get("Hostname") or container_id[:12])
+    opts.with_network_namespace(spec, "host" if host_net else "private")
+    mounts = _bind_mounts(host_config)
+    for fname, dest in (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"),
+                        ("resolv.conf", "/etc/resolv.conf")):
+        if not any(m["destination"] == dest for m in mounts):
+            mounts.append({"destination": dest, "type": "bind", "source": str(container_dir / fname),
+                           "options": ["rbind", "rprivate"]})
+    shm_size = int(host_config.get("ShmSize") or 64 * 1024 * 1024)
+    mounts.append({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                   "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"]})
+    opts.with_mounts(spec, mounts)
+    if host_config.get("Privileged"):
+        opts.with_privileged(spec)
+    else:
+        opts.with_capabilities(spec, list(host_config.get("CapAdd") or []), list(host_config.get("CapDrop") or []))
+    security = [s.replace("=", ":", 1) if "=" in s and ":" not in s else s
+                for s in host_config.get("SecurityOpt") or []]
+    seccomp: str | None = None
+    for item in security:
+        key, _, value = item.partition(":")
+        if key == "no-new-privileges" and value in ("", "true"):
+            opts.with_no_new_privileges(spec)
+        elif key == "seccomp":
+            seccomp = value
+        elif key in ("label", "apparmor", "no-new-privileges"):
+            continue
+        else:
+            raise InvalidArgument(f"invalid --security-opt 2: \"{item}\"")
+    if not host_config.get("Privileged"):
+        if seccomp == "unconfined":
+            opts.with_seccomp(spec, None)
+        elif seccomp:
+            raise NotImplementedYet("custom seccomp profiles are not supported yet")
+        else:
+            caps = spec["process"]["capabilities"]["bounding"]
+            opts.with_seccomp(spec, default_profile(caps))
+    if host_config.get("ReadonlyRootfs"):
+        opts.with_readonly_rootfs(spec)
+    opts.with_resources(
+        spec,
+        memory=host_config.get("Memory") or None,
+        memory_swap=host_config.get("MemorySwap") or None,
+        nano_cpus=host_config.get("NanoCpus") or None,
+        cpu_shares=host_config.get("CpuShares") or None,
+        pids_limit=host_config.get("PidsLimit") if (host_config.get("PidsLimit") or 0) > 0 else None,
+    )
+    if host_config.get("Ulimits"):
+        opts.with_rlimits(spec, host_config["Ulimits"])
+    return spec

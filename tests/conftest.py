@@ -1,0 +1,262 @@
+"""Shared fixtures: real aiodock daemons in temp dirs, the offline busybox image, and leak checks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DOCKER = shutil.which("docker")
+
+
+def _load_mkimage():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("mkimage_busybox", REPO / "scripts" / "mkimage-busybox.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("images") / "busybox.tar"
+    _load_mkimage().build_busybox_image(out, tag="busybox:latest")
+    return out
+
+
+def _http(sock: str, method: str, path: str, body: bytes | None = None, timeout: float = 30) -> tuple[int, bytes]:
+    import http.client
+    import socket
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(sock)
+
+    conn = UnixConnection("localhost", timeout=timeout)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+def processes_with_cwd_under(root: Path) -> list[int]:
+    found = []
+    prefix = str(root.resolve())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if cwd == prefix or cwd.startswith(prefix + "/"):
+            found.append(int(entry))
+    return found
+
+
+def mounts_under(root: Path) -> list[str]:
+    prefix = str(root.resolve())
+    with open("/proc/self/mountinfo") as fh:
+        points = [line.split()[4] for line in fh]
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
+def cgroups_under(parent: str) -> list[str]:
+    base = Path("/sys/fs/cgroup")
+    found = []
+    for controller in base.iterdir() if base.exists() else []:
+        path = controller / parent
+        if path.exists():
+            found += [str(p) for p in path.iterdir() if p.is_dir()]
+    if (base / parent).exists() and (base / "cgroup.controllers").exists():
+        found += [str(p) for p in (base / parent).iterdir() if p.is_dir()]
+    return found
+
+
+class Daemon:
+    """A real `aiodock daemon` process with its own sockets, data root, exec root and cgroup parent."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket = root / "docker.sock"
+        self.host = f"unix://{self.socket}"
+        self.data_root = root / "data"
+        self.exec_root = root / "exec"
+        self.grpc_socket = self.exec_root / "containerd" / "containerd.sock"
+        self.cgroup_parent = f"aiodock-test-{root.name[-8:]}"
+        self.log_path = root / "daemon.log"
+        self.docker_config = root / "docker-config"
+        self.docker_config.mkdir(exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = dict(os.environ, DOCKER_HOST=self.host, DOCKER_CONFIG=str(self.docker_config))
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aiodock.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
+             "--exec-root", str(self.exec_root), "--cgroup-parent", self.cgroup_parent, "--log-format", "console",
+             "--log-level", "debug"],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                status, _ = self.api("GET", "/_ping", timeout=2)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("daemon did not answer /_ping:\n" + self.log_path.read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def api(self, method: str, path: str, body: object | None = None, timeout: float = 60) -> tuple[int, bytes]:
+        raw = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
+        return _http(str(self.socket), method, path, raw, timeout)
+
+    def json(self, method: str, path: str, body: object | None = None) -> object:
+        status, data = self.api(method, path, body)
+        assert status < 300, (status, data)
+        return json.loads(data) if data else None
+
+    def docker(self, *args: str, input: bytes | None = None, timeout: float = 60,
+               check: bool = False) -> subprocess.CompletedProcess[str]:
+        assert DOCKER, "the docker CLI is needed"
+        proc = subprocess.run([DOCKER, *args], env=self.env, input=input.decode() if input else None,
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def load(self, tar: Path) -> None:
+        with open(tar, "rb") as fh:
+            status, data = self.api("POST", "/images/load?quiet=1", fh.read())
+        assert status == 200, data
+
+    def remove_all_containers(self) -> None:
+        status, data = self.api("GET", "/containers/json?all=1")
+        if status != 200:
+            return
+        for item in json.loads(data):
+            self.api("DELETE", f"/containers/{item['Id']}?force=1")
+
+    def assert_clean(self) -> None:
+        """Nothing of this daemon's may be left: processes, mounts, cgroups."""
+        deadline = time.monotonic() + 10
+        while True:
+            procs = processes_with_cwd_under(self.root)
+            mounts = mounts_under(self.root)
+            cgroups = cgroups_under(self.cgroup_parent)
+            if not (procs or mounts or cgroups) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert not procs, f"processes left behind: {procs}"
+        assert not mounts, f"mounts left behind: {mounts}"
+        assert not cgroups, f"cgroups left behind: {cgroups}"
+
+    def destroy(self) -> None:
+        """Tear down whatever a failed test left, so the machine stays clean either way."""
+        for pid in processes_with_cwd_under(self.root):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["runc", "--root", str(self.exec_root / "runc" / "moby"), "list", "-q"],
+                       capture_output=True, check=False)
+        for point in sorted(mounts_under(self.root), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+        base = Path("/sys/fs/cgroup")
+        for controller in base.iterdir() if base.exists() else []:
+            parent = controller / self.cgroup_parent
+            if parent.exists():
+                for child in parent.iterdir():
+                    if child.is_dir():
+                        try:
+                            child.rmdir()
+                        except OSError:
+                            pass
+                try:
+                    parent.rmdir()
+                except OSError:
+                    pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def new_daemon_root() -> Path:
+    return Path(tempfile.mkdtemp(prefix="adk-", dir="/tmp"))
+
+
+@pytest.fixture(scope="module")
+def daemon(busybox_tar: Path) -> Iterator[Daemon]:
+    d = Daemon(new_daemon_root())
+    d.start()
+    d.load(busybox_tar)
+    try:
+        yield d
+        d.remove_all_containers()
+        d.stop()
+        d.assert_clean()
+    finally:
+        d.stop()
+        d.destroy()
+
+
+@pytest.fixture
+def fresh_daemon(busybox_tar: Path) -> Iterator[Daemon]:
+    """A daemon of the test's own, for restart and kill -9 tests."""
+    d = Daemon(new_daemon_root())
+    d.start()
+    d.load(busybox_tar)
+    try:
+        yield d
+        if d.proc is None:
+            d.start()
+        d.remove_all_containers()
+        d.stop()
+        d.assert_clean()
+    finally:
+        d.stop()
+        d.destroy()
+
+
+@pytest.fixture
+def busybox(daemon: Daemon) -> str:
+    return "busybox:latest"
+
+
+def quote_filters(filters: dict[str, list[str]]) -> str:
+    return urllib.parse.quote(json.dumps(filters))
