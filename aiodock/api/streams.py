@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,11 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from aiodock.engine.backend import OutputChunk
+from aiodock.logs import stdcopy
 
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"
-_STREAM_IDS = {"stdin": 0, "stdout": 1, "stderr": 2}
-_HEADER = struct.Struct(">BxxxL")
 COPY_CHUNK = 64 * 1024
 
 
@@ -38,7 +36,7 @@ def frame(chunk: OutputChunk, tty: bool, timestamps: bool = False) -> bytes:
         data = rfc3339_nano(chunk.time).encode() + b" " + data
     if tty:
         return data
-    return _HEADER.pack(_STREAM_IDS.get(chunk.stream, 1), len(data)) + data
+    return stdcopy.frame(stdcopy.STREAM_NUMBERS.get(chunk.stream, stdcopy.STDOUT), data)
 
 
 async def framed(chunks: AsyncIterator[OutputChunk], tty: bool, timestamps: bool = False) -> AsyncIterator[bytes]:

@@ -21,7 +21,6 @@ from aiodock.core import events as ev
 from aiodock.core.metadata import ContainerRecord, ContainerStore
 from aiodock.core.runtime.tasks import TaskManager, TaskSpec
 from aiodock.engine.backend import AttachOptions, LogOptions, OutputChunk, WaitResult
-from aiodock.engine.humanize import human_duration
 from aiodock.engine.images import Image, ImageService
 from aiodock.engine.names import NameRegistry
 from aiodock.engine.signals import parse_signal
@@ -39,6 +38,7 @@ from aiodock.errors import (
 from aiodock.log import get_logger
 from aiodock.logs import jsonfile
 from aiodock.network.files import write_container_files
+from aiodock.util.humanize import human_duration
 from aiodock.util.ids import new_id
 
 log = get_logger("aiodock.engine.containers")

@@ -7,10 +7,8 @@ in-process users and processes agree. Blocking: async callers use ``asyncio.to_t
 from __future__ import annotations
 
 import builtins
-import fcntl
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 from aiodock.errors import InvalidArgument, NotFound
 from aiodock.util import atomicfile
+from aiodock.util.filelock import locked
 
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,74}[A-Za-z0-9])?$")
 
@@ -91,14 +90,8 @@ class ImageStore:
     def namespaces(self) -> builtins.list[str]:
         return sorted(p.stem for p in self.dir.glob("*.json") if self._load(p.stem))
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self._lock_path, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _locked(self) -> AbstractContextManager[None]:
+        return locked(self._lock_path)
 
     def _file(self, ns: str) -> Path:
         return self.dir / f"{validate_namespace(ns)}.json"

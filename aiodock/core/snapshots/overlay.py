@@ -7,12 +7,10 @@ flock for every operation, so several instances and threads on the same root agr
 from __future__ import annotations
 
 import builtins
-import fcntl
 import os
 import shutil
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from aiodock.core.mount import Mount
 from aiodock.core.snapshots.base import Kind, SnapshotInfo, Usage
 from aiodock.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from aiodock.util import atomicfile
+from aiodock.util.filelock import locked
 
 
 class OverlaySnapshotter:
@@ -200,14 +199,8 @@ class OverlaySnapshotter:
         return SnapshotInfo(key, rec.get("parent", ""), Kind(rec["kind"]), _time(rec["created_at"]),
                             _time(rec["updated_at"]), dict(rec.get("labels", {})))
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self._lock_path, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _locked(self) -> AbstractContextManager[None]:
+        return locked(self._lock_path)
 
     def _load(self) -> dict[str, Any]:
         try:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 def human_duration(seconds: float) -> str:
     """go-units HumanDuration."""
-    if seconds < 1:
+    secs = int(seconds)
+    if secs < 1:
         return "Less than a second"
-    if seconds < 2:
+    if secs == 1:
         return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
+    if secs < 60:
+        return f"{secs} seconds"
     minutes = int(seconds / 60)
     if minutes == 1:
         return "About a minute"
