@@ -1,0 +1,81 @@
+"""HostConfig options take effect inside real containers (docker CLI -> Engine API -> OCI spec -> runc)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Daemon
+
+pytestmark = pytest.mark.root
+
+
+def run(d: Daemon, *args: str) -> tuple[int, str, str]:
+    proc = d.docker("run", "--rm", *args)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_limits_reach_the_cgroup(daemon: Daemon, busybox: str) -> None:
+    code, out, err = run(daemon, "--memory", "32m", "--pids-limit", "50", "--cpus", "0.5", busybox, "sh", "-c",
+                         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+                         "/sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/memory.max "
+                         "/sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max")
+    assert code == 0, err
+    values = out.split()
+    assert values[0] == str(32 * 1024 * 1024) and values[1] == "50" and values[2] in ("50000", "50000 100000")
+
+
+def test_read_only_rootfs_and_tmpfs_mount(daemon: Daemon, busybox: str) -> None:
+    code, out, err = run(daemon, "--read-only", "--mount", "type=tmpfs,destination=/scratch", busybox, "sh", "-c",
+                         "touch /x 2>/dev/null || echo ro; touch /scratch/ok && echo tmpfs-ok")
+    assert (code, out) == (0, "ro\ntmpfs-ok\n"), err
+
+
+def test_capabilities_drop_add_and_privileged(daemon: Daemon, busybox: str) -> None:
+    def cap_eff(*flags: str) -> int:
+        code, out, err = run(daemon, *flags, busybox, "sh", "-c", "grep CapEff /proc/self/status")
+        assert code == 0, err
+        return int(out.split()[1], 16)
+
+    default = cap_eff()
+    assert default == 0xa80425fb  # Docker's 14 default capabilities
+    assert cap_eff("--cap-drop", "CHOWN") == default & ~1
+    assert cap_eff("--cap-add", "NET_ADMIN") == default | (1 << 12)
+    assert cap_eff("--privileged") > default
+    code, out, _ = run(daemon, "--cap-drop", "CHOWN", busybox, "sh", "-c", "chown nobody /tmp && echo owned || echo denied")
+    assert out == "denied\n"
+
+
+def test_no_new_privileges_and_seccomp(daemon: Daemon, busybox: str) -> None:
+    code, out, _ = run(daemon, "--security-opt", "no-new-privileges", busybox, "grep", "NoNewPrivs", "/proc/self/status")
+    assert out.split() == ["NoNewPrivs:", "1"]
+    code, out, _ = run(daemon, busybox, "sh", "-c", "mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo refused")
+    assert out == "refused\n"
+
+
+def test_network_modes(daemon: Daemon, busybox: str) -> None:
+    code, out, err = run(daemon, "--network", "none", busybox, "ls", "/sys/class/net")
+    assert (code, out.split()) == (0, ["lo"]), err
+    code, out, err = run(daemon, busybox, "ls", "/sys/class/net")
+    assert out.split() == ["lo"]
+    code, out, err = run(daemon, "--network", "host", busybox, "ls", "/sys/class/net")
+    assert len(out.split()) > 1 and "lo" in out.split()
+
+
+def test_hostname_hosts_resolv_and_env(daemon: Daemon, busybox: str) -> None:
+    code, out, err = run(daemon, "--hostname", "box1", "-e", "FOO=bar", busybox, "sh", "-c",
+                         "hostname; cat /etc/hostname; grep -c localhost /etc/hosts; echo $FOO; "
+                         "test -s /etc/resolv.conf && echo resolv")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "box1" and lines[1] == "box1" and int(lines[2]) >= 1 and lines[3] == "bar"
+    assert lines[4] == "resolv"
+
+
+def test_stop_signal_and_timeout_from_config(daemon: Daemon, busybox: str) -> None:
+    daemon.docker("run", "-d", "--name", "usr2stop", "--stop-signal", "USR2", "--stop-timeout", "3", busybox, "sh",
+                  "-c", "trap 'exit 12' USR2; while true; do sleep 0.1; done", check=True)
+    import time
+    time.sleep(0.3)
+    daemon.docker("stop", "usr2stop", check=True)
+    assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}", "usr2stop").stdout.strip() == "12"
+    daemon.docker("rm", "usr2stop", check=True)
