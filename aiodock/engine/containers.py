@@ -8,6 +8,7 @@ as a containerd container record in namespace "moby".
 from __future__ import annotations
 
 import asyncio
+import builtins
 import re
 import signal as _signal
 import time
@@ -393,17 +394,20 @@ class ContainerService:
                 pass
 
     def _notify_exit(self, cid: str, exit_code: int) -> None:
-        for fut in self._exit_listeners.pop(cid, []):
-            if not fut.done():
-                fut.set_result(None)
+        self._release_exit_listeners(cid)
         keep = []
-        for condition, fut in self._waiters.get(cid, []):
+        for condition, waiter in self._waiters.get(cid, []):
             if condition in ("not-running", "next-exit"):
-                if not fut.done():
-                    fut.set_result(WaitResult(exit_code))
+                if not waiter.done():
+                    waiter.set_result(WaitResult(exit_code))
             else:
-                keep.append((condition, fut))
+                keep.append((condition, waiter))
         self._waiters[cid] = keep
+
+    def _release_exit_listeners(self, cid: str) -> None:
+        for listener in self._exit_listeners.pop(cid, []):
+            if not listener.done():
+                listener.set_result(None)
 
     # ---- stop / kill / restart --------------------------------------------------------------------------------
 
@@ -522,12 +526,10 @@ class ContainerService:
                 self._removing.discard(container.id)
             self._containers.pop(container.id, None)
             self._names.release(container.name)
-            for fut in self._exit_listeners.pop(container.id, []):
-                if not fut.done():
-                    fut.set_result(None)
-            for _, fut in self._waiters.pop(container.id, []):
-                if not fut.done():
-                    fut.set_result(WaitResult(container.state.exit_code))
+            self._release_exit_listeners(container.id)
+            for _, waiter in self._waiters.pop(container.id, []):
+                if not waiter.done():
+                    waiter.set_result(WaitResult(container.state.exit_code))
         self._locks.pop(container.id, None)
         self._events.publish(self._ns, ev.CONTAINER_DELETE, ev.ContainerDelete(container.id))
 
@@ -610,7 +612,7 @@ class ContainerService:
                 break
         return result
 
-    def _creation_bound(self, refs: list[str] | None) -> str | None:
+    def _creation_bound(self, refs: builtins.list[str] | None) -> str | None:
         if not refs:
             return None
         try:
@@ -618,7 +620,7 @@ class ContainerService:
         except NotFound:
             raise InvalidArgument(f"No such container: {refs[0]}") from None
 
-    async def _ancestor_ids(self, refs: list[str]) -> set[str] | None:
+    async def _ancestor_ids(self, refs: builtins.list[str]) -> set[str] | None:
         if not refs:
             return None
         ids: set[str] = set()
@@ -827,7 +829,7 @@ def _mounts(container: Container) -> list[dict[str, Any]]:
     return result
 
 
-def _labels_match(labels: dict[str, str], filters: dict[str, list[str]]) -> bool:
+def _labels_match(labels: dict[str, str], filters: dict[str, builtins.list[str]]) -> bool:
     for want in filters.get("label", []):
         key, sep, value = want.partition("=")
         if key not in labels or (sep and labels[key] != value):
@@ -839,7 +841,7 @@ def _labels_match(labels: dict[str, str], filters: dict[str, list[str]]) -> bool
     return True
 
 
-def _parse_until(values: list[str] | None) -> float | None:
+def _parse_until(values: builtins.list[str] | None) -> float | None:
     if not values:
         return None
     raw = values[0]
