@@ -1,0 +1,600 @@
+"""TaskManager: containerd's runtime v2 role. Bundles, shims, and the task lifecycle, restart-safe.
+
+Each task has a bundle <exec_root>/<ns>/<id>/ and a shim forked by the shim factory. The shim survives the
+daemon; at start the daemon finds its tasks again with load_existing(): exit.json (the shim's durable exit
+record), else a live shim (pid and start time checked, then `state` over its control socket), else a dead
+shim (runc delete --force, unmount, synthetic exit 255: containerd's cleanupAfterDeadShim).
+
+Exits reach the manager by four paths: the shim's Events/Forward call (handle_exit), the long-poll `wait`
+connection kept open per task, exit.json at load, and a dead shim. Whichever comes first resolves waiters and
+publishes TASK_EXIT; the others are no-ops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal as signals
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiodock import errors
+from aiodock.core import events as ev
+from aiodock.core.events import EventExchange, TaskExit
+from aiodock.core.mount import Mount, mount_all, unmount
+from aiodock.core.runtime.shim_client import ShimClient, ShimUnreachable
+from aiodock.core.runtime.shim_factory import ShimFactory
+from aiodock.log import get_logger
+from aiodock.shim import protocol as p
+from aiodock.util import atomicfile
+
+log = get_logger("aiodock.runtime")
+
+# Entries of exec_root that are not namespaces.
+RESERVED_DIRS = frozenset({"s", "runc", "containerd"})
+LOAD_TIMEOUT = 30.0
+LOAD_ONE_TIMEOUT = 10.0
+SHIM_EXIT_TIMEOUT = 3.0
+FORCE_KILL_TIMEOUT = 10.0
+DEAD_SHIM_EXIT_STATUS = 255
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    namespace: str
+    container_id: str
+    spec: dict[str, Any]
+    rootfs: tuple[Mount, ...]
+    log_path: Path | None
+    log_max_size: int | None = None
+    log_max_files: int = 1
+    stdin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    namespace: str
+    container_id: str
+    pid: int
+    status: str  # "created" | "running" | "stopped" | "paused" | "unknown"
+    exit_status: int | None
+    exited_at: datetime | None
+    bundle: Path
+
+
+class _Task:
+    """Mutable bookkeeping of one task (internal; callers get TaskInfo snapshots)."""
+
+    __slots__ = (
+        "namespace", "container_id", "bundle", "socket_path", "pid", "status", "exit", "shim_pid",
+        "shim_start_time", "client", "watcher", "exited", "lock", "starting", "exit_published",
+    )
+
+    def __init__(self, namespace: str, container_id: str, bundle: Path, socket_path: Path) -> None:
+        self.namespace = namespace
+        self.container_id = container_id
+        self.bundle = bundle
+        self.socket_path = socket_path
+        self.pid = 0
+        self.status = p.STATUS_UNKNOWN
+        self.exit: TaskExit | None = None
+        self.shim_pid = 0
+        self.shim_start_time = 0
+        self.client = ShimClient(socket_path)
+        self.watcher: asyncio.Task[None] | None = None
+        self.exited = asyncio.Event()
+        self.lock = asyncio.Lock()
+        self.starting = False
+        self.exit_published = False
+
+    def info(self) -> TaskInfo:
+        return TaskInfo(
+            namespace=self.namespace, container_id=self.container_id, pid=self.pid, status=self.status,
+            exit_status=self.exit.exit_status if self.exit else None,
+            exited_at=self.exit.exited_at if self.exit else None, bundle=self.bundle,
+        )
+
+    def shim_alive(self) -> bool:
+        return p.process_alive(self.shim_pid, self.shim_start_time)
+
+
+def _not_found(container_id: str) -> errors.NotFound:
+    return errors.NotFound(f"no running task found: task {container_id} not found")
+
+
+def _validate_name(kind: str, value: str) -> None:
+    if not value or "/" in value or value in (".", "..") or "\x00" in value:
+        raise errors.InvalidArgument(f"invalid {kind} {value!r}")
+
+
+TaskInfoList = list[TaskInfo]
+PidList = list[int]
+BundleList = list[tuple[str, str, Path]]
+
+
+class TaskManager:
+    def __init__(self, *, exec_root: Path, runtime: str, events: EventExchange, grpc_socket: Path) -> None:
+        self.exec_root = Path(exec_root)
+        self.runtime = runtime
+        self.events = events
+        self.grpc_socket = Path(grpc_socket)
+        self._factory = ShimFactory()
+        self._tasks: dict[tuple[str, str], _Task] = {}
+        self._reserved: set[tuple[str, str]] = set()
+        self._runtime_path = ""
+
+    # --- lifecycle of the manager ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        runtime_path = shutil.which(self.runtime) if "/" not in self.runtime else self.runtime
+        if not runtime_path:
+            raise errors.InvalidArgument(f"runtime {self.runtime!r}: executable file not found in $PATH")
+        self._runtime_path = os.path.abspath(runtime_path)
+        await asyncio.to_thread(self._make_dirs)
+        await self._factory.start()
+
+    def _make_dirs(self) -> None:
+        for path in (self.exec_root, self.exec_root / "s", self.exec_root / "runc"):
+            path.mkdir(parents=True, exist_ok=True)
+        (self.exec_root / "s").chmod(0o711)
+
+    async def close(self) -> None:
+        """Forget the tasks and stop the factory; shims and containers keep running."""
+        watchers = [t.watcher for t in self._tasks.values() if t.watcher is not None]
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        await asyncio.gather(*(t.client.close() for t in self._tasks.values()), return_exceptions=True)
+        self._tasks.clear()
+        await self._factory.close()
+
+    # --- queries ---------------------------------------------------------------------------------------------
+
+    def _task(self, namespace: str, container_id: str) -> _Task:
+        task = self._tasks.get((namespace, container_id))
+        if task is None:
+            raise _not_found(container_id)
+        return task
+
+    def get(self, namespace: str, container_id: str) -> TaskInfo:
+        return self._task(namespace, container_id).info()
+
+    def list(self, namespace: str) -> TaskInfoList:
+        return [t.info() for (ns, _), t in sorted(self._tasks.items()) if ns == namespace]
+
+    def runc_root(self, namespace: str) -> Path:
+        return self.exec_root / "runc" / namespace
+
+    def bundle_path(self, namespace: str, container_id: str) -> Path:
+        return self.exec_root / namespace / container_id
+
+    # --- create ----------------------------------------------------------------------------------------------
+
+    async def create(self, spec: TaskSpec) -> TaskInfo:
+        ns, cid = spec.namespace, spec.container_id
+        _validate_name("namespace", ns)
+        _validate_name("container id", cid)
+        if ns in RESERVED_DIRS:
+            raise errors.InvalidArgument(f"namespace {ns!r} is reserved by the runtime")
+        key = (ns, cid)
+        if key in self._tasks or key in self._reserved:
+            raise errors.AlreadyExists(f"task {cid}: already exists")
+        self._reserved.add(key)
+        try:
+            return await self._create(spec)
+        finally:
+            self._reserved.discard(key)
+
+    async def _create(self, spec: TaskSpec) -> TaskInfo:
+        ns, cid = spec.namespace, spec.container_id
+        bundle = self.bundle_path(ns, cid)
+        socket_path = p.control_socket_path(self.exec_root, ns, cid)
+        task = _Task(ns, cid, bundle, socket_path)
+        made_bundle = False
+        try:
+            await asyncio.to_thread(self._prepare_bundle, spec, bundle)
+            made_bundle = True
+            listener = await asyncio.to_thread(_listen, socket_path)
+            try:
+                request = p.SpawnRequest(ns, cid, str(bundle), str(socket_path), str(self.grpc_socket))
+                task.shim_pid = await self._factory.spawn(request, listener)
+            finally:
+                listener.close()
+            task.shim_start_time = p.process_start_time(task.shim_pid) or 0
+            response = await task.client.call(
+                p.OP_CREATE, timeout=60.0,
+                runtime=self._runtime_path, runc_root=str(self.runc_root(ns)),
+                log_path=str(spec.log_path) if spec.log_path else None,
+                log_max_size=spec.log_max_size, log_max_files=spec.log_max_files, stdin=spec.stdin,
+            )
+        except BaseException as exc:
+            await self._undo_create(task, made_bundle)
+            if isinstance(exc, errors.RuntimeFailure):
+                raise errors.RuntimeFailure(f"failed to create shim task: {exc.message}") from None
+            if isinstance(exc, ShimUnreachable):
+                raise errors.Unavailable(f"failed to create shim task: {exc}") from exc
+            raise
+        task.pid = int(response["pid"])
+        task.status = p.STATUS_CREATED
+        self._tasks[(ns, cid)] = task
+        task.watcher = asyncio.create_task(self._watch(task))
+        self.events.publish(ns, ev.TASK_CREATE, ev.TaskCreate(container_id=cid, bundle=str(bundle), pid=task.pid))
+        log.info("task created", namespace=ns, container_id=cid, pid=task.pid, shim_pid=task.shim_pid)
+        return task.info()
+
+    def _prepare_bundle(self, spec: TaskSpec, bundle: Path) -> None:
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            bundle.mkdir(mode=0o711)
+        except FileExistsError:
+            raise errors.AlreadyExists(f"task {spec.container_id}: already exists") from None
+        try:
+            rootfs = bundle / p.ROOTFS_DIR
+            rootfs.mkdir()
+            config = dict(spec.spec)
+            config["root"] = {**dict(config.get("root") or {}), "path": p.ROOTFS_DIR}
+            atomicfile.write_json(bundle / p.CONFIG_FILE, config)
+            if spec.rootfs:
+                mount_all(spec.rootfs, rootfs)
+        except BaseException:
+            _remove_bundle(bundle)
+            raise
+
+    async def _undo_create(self, task: _Task, made_bundle: bool) -> None:
+        """Undo a failed create: stop the shim (it already ran runc delete --force), unmount, remove the bundle."""
+        if task.shim_pid:
+            try:
+                await task.client.call(p.OP_SHUTDOWN, timeout=10.0, now=True)
+            except (ShimUnreachable, errors.AiodockError):
+                pass
+            await task.client.close()
+            if not await _wait_gone(task.shim_pid, task.shim_start_time, SHIM_EXIT_TIMEOUT):
+                _kill_quietly(task.shim_pid, task.shim_start_time)
+                await _wait_gone(task.shim_pid, task.shim_start_time, SHIM_EXIT_TIMEOUT)
+            await self._runc_delete_force(task.namespace, task.container_id)
+        if made_bundle:  # else the bundle (and its socket) may be another live task's, not loaded yet
+            await asyncio.to_thread(_remove_bundle, task.bundle)
+            await asyncio.to_thread(_unlink, task.socket_path)
+
+    # --- start / kill / pids ---------------------------------------------------------------------------------
+
+    async def start_task(self, namespace: str, container_id: str) -> TaskInfo:
+        task = self._task(namespace, container_id)
+        async with task.lock:
+            if task.status != p.STATUS_CREATED or task.exit is not None:
+                raise errors.FailedPrecondition(f"cannot start a task in state {task.status}")
+            task.starting = True
+            try:
+                response = await task.client.call(p.OP_START, timeout=60.0)
+            except BaseException as exc:
+                task.starting = False
+                self._publish_exit(task)
+                if isinstance(exc, ShimUnreachable):
+                    raise errors.Unavailable(f"failed to start task {container_id}: {exc}") from exc
+                raise
+            task.starting = False
+            if task.exit is None:
+                task.status = p.STATUS_RUNNING
+            self.events.publish(namespace, ev.TASK_START, ev.TaskStart(container_id=container_id,
+                                                                       pid=int(response["pid"])))
+            self._publish_exit(task)  # an exit that raced the start is published after TASK_START
+            return task.info()
+
+    async def kill(self, namespace: str, container_id: str, signal: int, all: bool = False) -> None:
+        task = self._task(namespace, container_id)
+        if task.exit is not None or task.status == p.STATUS_STOPPED:
+            raise errors.Conflict(f"cannot kill task {container_id}: process already finished")
+        try:
+            await task.client.call(p.OP_KILL, signal=int(signal), all=all)
+        except ShimUnreachable as exc:
+            raise errors.Unavailable(f"cannot kill task {container_id}: {exc}") from exc
+
+    async def pids(self, namespace: str, container_id: str) -> PidList:
+        task = self._task(namespace, container_id)
+        if task.exit is not None:
+            return []
+        try:
+            response = await task.client.call(p.OP_PIDS)
+        except ShimUnreachable as exc:
+            raise errors.Unavailable(f"cannot list pids of task {container_id}: {exc}") from exc
+        return [int(x) for x in response.get("pids") or []]
+
+    async def close_stdin(self, namespace: str, container_id: str) -> None:
+        task = self._task(namespace, container_id)
+        try:
+            await task.client.call(p.OP_CLOSE_STDIN)
+        except ShimUnreachable as exc:
+            raise errors.Unavailable(f"cannot close stdin of task {container_id}: {exc}") from exc
+
+    # --- exits -----------------------------------------------------------------------------------------------
+
+    async def wait(self, namespace: str, container_id: str) -> TaskExit:
+        task = self._task(namespace, container_id)
+        await task.exited.wait()
+        assert task.exit is not None
+        return task.exit
+
+    async def handle_exit(self, namespace: str, exit: TaskExit) -> None:
+        """An exit reported by a shim (Events/Forward). Idempotent."""
+        task = self._tasks.get((namespace, exit.container_id))
+        if task is None or (exit.id and exit.id != exit.container_id):
+            return  # unknown task (load_existing will read exit.json) or an exec process (not served)
+        self._record_exit(task, exit)
+
+    def _record_exit(self, task: _Task, exit: TaskExit) -> None:
+        if task.exit is not None:
+            return
+        task.exit = exit
+        task.status = p.STATUS_STOPPED
+        task.exited.set()
+        if not task.starting:
+            self._publish_exit(task)
+        log.info("task exited", namespace=task.namespace, container_id=task.container_id,
+                 exit_status=exit.exit_status)
+
+    def _publish_exit(self, task: _Task) -> None:
+        if task.exit is None or task.exit_published:
+            return
+        task.exit_published = True
+        self.events.publish(task.namespace, ev.TASK_EXIT, task.exit)
+
+    def _exit_from(self, task: _Task, raw: dict[str, Any]) -> TaskExit:
+        return TaskExit(
+            container_id=task.container_id, id=task.container_id, pid=int(raw.get("pid") or task.pid),
+            exit_status=int(raw["exit_status"]), exited_at=p.parse_timestamp(str(raw["exited_at"])),
+        )
+
+    async def _watch(self, task: _Task) -> None:
+        """Keep a long-poll `wait` open on the shim; a lost connection is not an exit while the shim lives."""
+        delay = 0.1
+        while task.exit is None:
+            client = ShimClient(task.socket_path)
+            try:
+                if task.status == p.STATUS_UNKNOWN:  # loaded while the shim did not answer: ask again
+                    state = await client.call(p.OP_STATE, timeout=5.0)
+                    task.pid = int(state.get("pid") or task.pid)
+                    if task.exit is None:
+                        task.status = str(state.get("status") or p.STATUS_UNKNOWN)
+                response = await client.call(p.OP_WAIT, timeout=None)
+                self._record_exit(task, self._exit_from(task, response))
+                return
+            except ShimUnreachable:
+                pass
+            except errors.AiodockError as exc:
+                log.warning("shim wait failed", container_id=task.container_id, error=str(exc))
+            finally:
+                await client.close()
+            if not task.shim_alive():
+                await self._shim_gone(task)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _shim_gone(self, task: _Task) -> None:
+        """The shim process is dead: take its exit.json, or clean up after it with a synthetic 255."""
+        record = await asyncio.to_thread(_read_exit, task.bundle)
+        if record is not None:
+            self._record_exit(task, self._exit_from(task, record.to_json()))
+            return
+        await self._cleanup_after_dead_shim(task)
+
+    async def _cleanup_after_dead_shim(self, task: _Task) -> None:
+        log.warning("shim died without an exit record", namespace=task.namespace, container_id=task.container_id)
+        await self._runc_delete_force(task.namespace, task.container_id)
+        record = p.ExitRecord(task.pid, DEAD_SHIM_EXIT_STATUS, p.format_timestamp(time.time_ns()))
+
+        def persist() -> None:
+            unmount(task.bundle / p.ROOTFS_DIR)
+            atomicfile.write_json(task.bundle / p.EXIT_FILE, record.to_json())
+            _unlink(task.socket_path)
+
+        await asyncio.to_thread(persist)
+        self._record_exit(task, self._exit_from(task, record.to_json()))
+
+    async def _runc_delete_force(self, namespace: str, container_id: str) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            self._runtime_path, "--root", str(self.runc_root(namespace)), "delete", "--force", container_id,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await proc.communicate()
+        if proc.returncode and b"does not exist" not in stderr:
+            log.warning("runc delete --force failed", container_id=container_id, error=stderr.decode().strip())
+
+    # --- delete ----------------------------------------------------------------------------------------------
+
+    async def delete(self, namespace: str, container_id: str, force: bool = False) -> TaskExit | None:
+        task = self._task(namespace, container_id)
+        async with task.lock:
+            if task.exit is None and task.status in (p.STATUS_RUNNING, p.STATUS_PAUSED) and not force:
+                raise errors.FailedPrecondition(f"task must be stopped before deletion: {task.status}")
+            if task.watcher is not None:
+                task.watcher.cancel()
+                await asyncio.gather(task.watcher, return_exceptions=True)
+                task.watcher = None
+            response: dict[str, Any] | None = None
+            if task.shim_alive():
+                try:
+                    response = await task.client.call(p.OP_DELETE, timeout=FORCE_KILL_TIMEOUT + 20.0, force=force)
+                except ShimUnreachable:
+                    response = None
+                except errors.AiodockError:
+                    if task.exit is None:  # the task lives on: keep watching it
+                        task.watcher = asyncio.create_task(self._watch(task))
+                    raise
+                await task.client.close()
+                gone = await _wait_gone(task.shim_pid, task.shim_start_time, SHIM_EXIT_TIMEOUT)
+                if not gone and response is None:  # alive but not answering: no choice left
+                    _kill_quietly(task.shim_pid, task.shim_start_time)
+                    await _wait_gone(task.shim_pid, task.shim_start_time, SHIM_EXIT_TIMEOUT)
+            if response is not None and response.get("exit_status") is not None:
+                self._record_exit(task, self._exit_from(task, response))
+            elif task.exit is None:
+                await self._shim_gone(task)
+            else:
+                await self._runc_delete_force(namespace, container_id)
+            await asyncio.to_thread(_remove_bundle, task.bundle)
+            await asyncio.to_thread(_unlink, task.socket_path)
+            self._tasks.pop((namespace, container_id), None)
+            exit_ = task.exit
+            if exit_ is not None:
+                self._publish_exit(task)
+                self.events.publish(namespace, ev.TASK_DELETE, ev.TaskDelete(
+                    container_id=container_id, pid=exit_.pid, exit_status=exit_.exit_status,
+                    exited_at=exit_.exited_at,
+                ))
+            log.info("task deleted", namespace=namespace, container_id=container_id)
+            return exit_
+
+    # --- restart recovery ------------------------------------------------------------------------------------
+
+    async def load_existing(self) -> TaskInfoList:
+        """Find the tasks of a previous daemon run (bounded by LOAD_TIMEOUT)."""
+        bundles = await asyncio.to_thread(self._scan_bundles)
+
+        async def one(ns: str, cid: str, bundle: Path) -> TaskInfo | None:
+            try:
+                async with asyncio.timeout(LOAD_ONE_TIMEOUT):
+                    return await self._load_one(ns, cid, bundle)
+            except TimeoutError:
+                log.warning("loading task timed out", namespace=ns, container_id=cid)
+            except Exception as exc:  # noqa: BLE001 - one broken bundle must not stop the daemon
+                log.warning("loading task failed", namespace=ns, container_id=cid, error=repr(exc))
+            return None
+
+        async with asyncio.timeout(LOAD_TIMEOUT):
+            results = await asyncio.gather(*(one(ns, cid, bundle) for ns, cid, bundle in bundles))
+        return [info for info in results if info is not None]
+
+    def _scan_bundles(self) -> BundleList:
+        found: BundleList = []
+        if not self.exec_root.is_dir():
+            return found
+        for ns_dir in sorted(self.exec_root.iterdir()):
+            if ns_dir.name in RESERVED_DIRS or not ns_dir.is_dir() or ns_dir.is_symlink():
+                continue
+            for bundle in sorted(ns_dir.iterdir()):
+                if bundle.is_dir() and not bundle.is_symlink():
+                    found.append((ns_dir.name, bundle.name, bundle))
+        return found
+
+    async def _load_one(self, ns: str, cid: str, bundle: Path) -> TaskInfo | None:
+        if (ns, cid) in self._tasks:
+            return self._tasks[(ns, cid)].info()
+        bootstrap, record, init_pid = await asyncio.to_thread(_read_bundle_state, bundle)
+        task = _Task(ns, cid, bundle, p.control_socket_path(self.exec_root, ns, cid))
+        task.pid = init_pid
+        if bootstrap is None and record is None:
+            # Half-made (the daemon died during create): nothing ran here for long; clean it.
+            log.info("removing an incomplete bundle", namespace=ns, container_id=cid)
+            await self._runc_delete_force(ns, cid)
+            await asyncio.to_thread(_remove_bundle, bundle)
+            await asyncio.to_thread(_unlink, task.socket_path)
+            return None
+        if bootstrap is not None:
+            task.shim_pid, task.shim_start_time = bootstrap.shim_pid, bootstrap.shim_start_time
+            task.socket_path = Path(bootstrap.address)
+            task.client = ShimClient(task.socket_path)
+        self._tasks[(ns, cid)] = task
+        if record is not None:
+            task.pid = record.pid or task.pid
+            self._record_exit(task, self._exit_from(task, record.to_json()))
+            return task.info()
+        if task.shim_alive():
+            try:
+                state = await task.client.call(p.OP_STATE, timeout=3.0)
+            except (ShimUnreachable, errors.AiodockError) as exc:
+                log.warning("shim alive but not answering", container_id=cid, error=str(exc))
+                state = {"status": p.STATUS_UNKNOWN, "pid": task.pid}
+            if not state.get("pid") and state.get("exit_status") is None:
+                # The daemon died between spawning the shim and `create`: nothing to keep.
+                self._tasks.pop((ns, cid), None)
+                await self._undo_create(task, made_bundle=True)
+                return None
+            task.pid = int(state.get("pid") or task.pid)
+            task.status = str(state.get("status") or p.STATUS_UNKNOWN)
+            if state.get("exit_status") is not None:
+                self._record_exit(task, self._exit_from(task, state))
+            else:
+                task.watcher = asyncio.create_task(self._watch(task))
+            return task.info()
+        if not task.pid and not await asyncio.to_thread(_read_exit, bundle):
+            self._tasks.pop((ns, cid), None)  # the shim died before any container was created
+            await self._undo_create(task, made_bundle=True)
+            return None
+        await self._shim_gone(task)
+        return task.info()
+
+
+# --- blocking helpers (run in threads) -----------------------------------------------------------------------
+
+
+def _listen(path: Path) -> socket.socket:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(64)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _remove_bundle(bundle: Path) -> None:
+    rootfs = bundle / p.ROOTFS_DIR
+    unmount(rootfs)
+    if rootfs.is_dir() and any(rootfs.iterdir()):
+        raise errors.InternalError(f"refusing to remove {bundle}: rootfs is not empty after unmount")
+    shutil.rmtree(bundle, ignore_errors=False)
+
+
+def _read_exit(bundle: Path) -> p.ExitRecord | None:
+    try:
+        return p.ExitRecord.from_json(atomicfile.read_json(bundle / p.EXIT_FILE))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _read_bundle_state(bundle: Path) -> tuple[p.Bootstrap | None, p.ExitRecord | None, int]:
+    bootstrap: p.Bootstrap | None
+    try:
+        bootstrap = p.Bootstrap.from_json(atomicfile.read_json(bundle / p.BOOTSTRAP_FILE))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        bootstrap = None
+    try:
+        init_pid = int((bundle / p.INIT_PID_FILE).read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        init_pid = 0
+    return bootstrap, _read_exit(bundle), init_pid
+
+
+async def _wait_gone(pid: int, start_time: int, timeout: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while p.process_alive(pid, start_time):
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def _kill_quietly(pid: int, start_time: int) -> None:
+    if p.process_alive(pid, start_time):
+        try:
+            os.kill(pid, signals.SIGKILL)
+        except ProcessLookupError:
+            pass

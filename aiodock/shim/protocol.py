@@ -1,0 +1,191 @@
+"""The shim's wire formats, shared by the shim and the daemon-side client (stdlib only).
+
+Control socket (one unix stream socket per shim, bound and listened by the daemon, served by the shim):
+JSON lines, one request per line ``{"op": <op>, ...params}``, one response per line, ``{"error": msg, "kind": k}``
+on failure (``kind`` names an aiodock.errors class: NotFound, Conflict, FailedPrecondition, RuntimeFailure,
+InvalidArgument, InternalError).
+
+Ops:
+  create {runtime, runc_root, log_path, log_max_size, log_max_files, stdin} -> {"pid"}
+  start -> {"pid"};  state -> {"pid", "status", "exit_status", "exited_at"}
+  kill {signal, all} -> {};  pids -> {"pids": [..]};  close_stdin -> {}
+  wait -> {"pid", "exit_status", "exited_at"}  (answered once the init process has exited: a long poll)
+  delete {force} -> {"pid", "exit_status", "exited_at"}, then the shim exits
+  shutdown {now} -> {}, then the shim exits (refused while a container process lives, unless now)
+
+Factory channel (SOCK_SEQPACKET socketpair between the daemon and the shim factory): one JSON datagram per
+message. The daemon sends ``{"op": "spawn", ...SpawnRequest}`` with the listening control socket passed by
+SCM_RIGHTS and gets ``{"pid": shim_pid}`` or ``{"error": msg}``. The factory says ``{"ready": true}`` once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+PROTOCOL = "aiodock-json"
+BOOTSTRAP_VERSION = 1
+
+# Files in a task bundle
+CONFIG_FILE = "config.json"
+ROOTFS_DIR = "rootfs"
+BOOTSTRAP_FILE = "bootstrap.json"
+EXIT_FILE = "exit.json"
+INIT_PID_FILE = "init.pid"
+SHIM_LOG_FILE = "shim.log"
+RUNC_LOG_FILE = "runc-log.json"
+STDIN_FIFO = "init-stdin"
+STDOUT_FIFO = "init-stdout"
+STDERR_FIFO = "init-stderr"
+
+# Ops
+OP_CREATE = "create"
+OP_START = "start"
+OP_STATE = "state"
+OP_KILL = "kill"
+OP_PIDS = "pids"
+OP_WAIT = "wait"
+OP_DELETE = "delete"
+OP_SHUTDOWN = "shutdown"
+OP_CLOSE_STDIN = "close_stdin"
+
+# Task statuses (containerd's task status names)
+STATUS_CREATED = "created"
+STATUS_RUNNING = "running"
+STATUS_STOPPED = "stopped"
+STATUS_PAUSED = "paused"
+STATUS_UNKNOWN = "unknown"
+
+MAX_LINE = 1 << 20
+
+
+def control_socket_path(exec_root: Path, namespace: str, container_id: str) -> Path:
+    """Short, fixed-length socket path (unix socket paths are limited to 107 bytes)."""
+    digest = hashlib.sha256(f"{namespace}/{container_id}".encode()).hexdigest()[:32]
+    return Path(exec_root) / "s" / f"{digest}.sock"
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    value = json.loads(line)
+    if not isinstance(value, dict):
+        raise ValueError("shim protocol: message is not a JSON object")
+    return value
+
+
+def error_response(message: str, kind: str = "InternalError") -> dict[str, Any]:
+    return {"error": message, "kind": kind}
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnRequest:
+    """What the factory needs to fork a shim for one task."""
+
+    namespace: str
+    container_id: str
+    bundle: str
+    socket_path: str
+    grpc_address: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": "spawn", **asdict(self)}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> SpawnRequest:
+        return cls(
+            namespace=str(raw["namespace"]),
+            container_id=str(raw["container_id"]),
+            bundle=str(raw["bundle"]),
+            socket_path=str(raw["socket_path"]),
+            grpc_address=str(raw["grpc_address"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """<bundle>/bootstrap.json, written by the shim when it starts."""
+
+    version: int
+    address: str
+    protocol: str
+    shim_pid: int
+    shim_start_time: int  # /proc/<pid>/stat field 22, to tell a reused pid from the shim
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Bootstrap:
+        return cls(
+            version=int(raw["version"]),
+            address=str(raw["address"]),
+            protocol=str(raw["protocol"]),
+            shim_pid=int(raw["shim_pid"]),
+            shim_start_time=int(raw.get("shim_start_time", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExitRecord:
+    """<bundle>/exit.json, written durably by the shim before it reports the exit."""
+
+    pid: int
+    exit_status: int
+    exited_at: str  # RFC 3339 with nanoseconds, UTC
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ExitRecord:
+        return cls(pid=int(raw["pid"]), exit_status=int(raw["exit_status"]), exited_at=str(raw["exited_at"]))
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of pid in clock ticks since boot (/proc/<pid>/stat field 22); None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The comm field may hold spaces and parentheses: split after the last ')'.
+    rest = raw[raw.rfind(b")") + 2:].split()
+    try:
+        state = rest[0]
+        if state in (b"Z", b"X"):
+            return None
+        return int(rest[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_alive(pid: int, start_time: int) -> bool:
+    """True when pid runs and is the same process (same start time; 0 means unknown: pid only)."""
+    if pid <= 0:
+        return False
+    current = process_start_time(pid)
+    if current is None:
+        return False
+    return start_time == 0 or current == start_time
+
+
+def format_timestamp(ns: int) -> str:
+    """RFC 3339 UTC with 9 fraction digits and Z (Docker's RFC3339NanoFixed)."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse format_timestamp's output (or any RFC 3339 UTC time) to an aware datetime (microseconds)."""
+    base, _, frac = text.rstrip("Z").partition(".")
+    parsed = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    micros = int((frac + "000000")[:6]) if frac else 0
+    return parsed.replace(microsecond=micros)

@@ -1,0 +1,382 @@
+"""The per-container shim: an asyncio program in a process forked from the shim factory.
+
+It is a child subreaper, so the container init is re-parented to it when `runc create` exits; one SIGCHLD
+reaper owns wait(). It serves the JSON-lines control protocol of aiodock.shim.protocol on the socket the daemon
+bound, writes the container's json-file log itself, and on init exit drains the output, fsyncs the log, writes
+exit.json durably, and only then reports the exit to the daemon (Events/Forward, retried with backoff).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from aiodock.shim import protocol as p
+from aiodock.shim.io import ContainerIO
+from aiodock.shim.reaper import Exit, Reaper, set_process_name, set_subreaper
+from aiodock.shim.runc import Runc, RuncError
+from aiodock.util import atomicfile
+
+DRAIN_TIMEOUT = 2.0
+DELETE_WAIT_TIMEOUT = 10.0
+CREATE_TIMEOUT = 120.0  # a daemon that spawned us and died before `create`
+
+
+class ShimError(Exception):
+    def __init__(self, message: str, kind: str = "InternalError") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+
+
+def log(message: str) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(f"{stamp} shim[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+
+
+class Shim:
+    def __init__(self, request: p.SpawnRequest, listen_fd: int) -> None:
+        self.request = request
+        self.bundle = request.bundle
+        self.container_id = request.container_id
+        self.listen_fd = listen_fd
+        self.status = "new"
+        self.init_pid = 0
+        self.exit: p.ExitRecord | None = None
+        self.io: ContainerIO | None = None
+        self.runc: Runc | None = None
+        self._loop = asyncio.get_running_loop()
+        self._reaper = Reaper(self._loop)
+        self._exited = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+        self._forwarder: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    async def serve(self) -> int:
+        self._reaper.install()
+        start_time = p.process_start_time(os.getpid()) or 0
+        bootstrap = p.Bootstrap(p.BOOTSTRAP_VERSION, self.request.socket_path, p.PROTOCOL, os.getpid(), start_time)
+        atomicfile.write_json(Path(self.bundle) / p.BOOTSTRAP_FILE, bootstrap.to_json())
+        listener = socket.socket(fileno=self.listen_fd)
+        server = await asyncio.start_unix_server(self._connection, sock=listener, limit=p.MAX_LINE)
+        log(f"serving {self.request.namespace}/{self.container_id} on {self.request.socket_path}")
+        self._loop.call_later(CREATE_TIMEOUT, self._give_up_without_create)
+        await self._stop.wait()
+        server.close()
+        if self._forwarder is not None:
+            self._forwarder.cancel()
+        if self.io is not None:
+            self.io.close()
+        try:
+            os.unlink(self.request.socket_path)
+        except FileNotFoundError:
+            pass
+        log("exiting")
+        return 0
+
+    def _give_up_without_create(self) -> None:
+        if self.status == "new":
+            log(f"no create request within {CREATE_TIMEOUT:.0f} s: exiting")
+            self._stop.set()
+
+    def _spawn_background(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # --- connections -----------------------------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while not reader.at_eof():
+                line = await reader.readline()
+                if not line:
+                    break
+                response = await self._dispatch(line)
+                writer.write(p.encode(response))
+                await writer.drain()
+                if response.get("_stop"):
+                    self._stop.set()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        finally:
+            writer.close()
+
+    async def _dispatch(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = p.decode(line)
+            op = request.get("op")
+            handler = self._handlers().get(str(op))
+            if handler is None:
+                raise ShimError(f"unknown shim op {op!r}", "InvalidArgument")
+            response: dict[str, Any] = await handler(request)
+            return response
+        except ShimError as exc:
+            return p.error_response(exc.message, exc.kind)
+        except (ValueError, KeyError, TypeError) as exc:
+            return p.error_response(f"bad shim request: {exc}", "InvalidArgument")
+        except Exception as exc:  # noqa: BLE001 - report, never kill the shim
+            log(f"op failed: {exc!r}")
+            return p.error_response(str(exc) or repr(exc), "InternalError")
+
+    def _handlers(self) -> dict[str, Any]:
+        return {
+            p.OP_CREATE: self.create,
+            p.OP_START: self.start,
+            p.OP_STATE: self.state,
+            p.OP_KILL: self.kill,
+            p.OP_PIDS: self.pids,
+            p.OP_WAIT: self.wait,
+            p.OP_DELETE: self.delete,
+            p.OP_SHUTDOWN: self.shutdown,
+            p.OP_CLOSE_STDIN: self.close_stdin,
+        }
+
+    # --- ops -------------------------------------------------------------------------------------------------
+
+    async def create(self, request: dict[str, Any]) -> dict[str, Any]:
+        async with self._lock:
+            if self.status != "new":
+                raise ShimError(f"task {self.container_id}: already exists", "AlreadyExists")
+            self.runc = Runc(
+                binary=str(request["runtime"]),
+                root=str(request["runc_root"]),
+                log_path=os.path.join(self.bundle, p.RUNC_LOG_FILE),
+            )
+            max_size = request.get("log_max_size")
+            self.io = ContainerIO(
+                self._loop, self.bundle, request.get("log_path") or None,
+                int(max_size) if max_size else None, int(request.get("log_max_files") or 1),
+                bool(request.get("stdin")),
+            )
+            self.io.prepare()
+            pid_file = os.path.join(self.bundle, p.INIT_PID_FILE)
+            try:
+                await self.runc.run(
+                    self._reaper,
+                    ["create", "--bundle", self.bundle, "--pid-file", pid_file, self.container_id],
+                    stdin=self.io.child_stdin, stdout=self.io.child_stdout, stderr=self.io.child_stderr,
+                )
+            except RuncError as exc:
+                self.io.abandon()
+                self.io = None
+                await self._force_delete_quietly()
+                self.status = "failed"
+                raise ShimError(f"OCI runtime create failed: {exc.message}: unknown", "RuntimeFailure") from exc
+            self.io.start()
+            with open(pid_file) as fh:
+                self.init_pid = int(fh.read().strip())
+            self.status = p.STATUS_CREATED
+            self._spawn_background(self._monitor_init(self._reaper.watch(self.init_pid)))
+            log(f"created, init pid {self.init_pid}")
+            return {"pid": self.init_pid}
+
+    async def start(self, request: dict[str, Any]) -> dict[str, Any]:
+        async with self._lock:
+            if self.status != p.STATUS_CREATED or self.runc is None:
+                if self.status == p.STATUS_STOPPED:
+                    raise ShimError("process already finished", "Conflict")
+                raise ShimError(f"cannot start a task in state {self.status}", "FailedPrecondition")
+            try:
+                await self.runc.run(self._reaper, ["start", self.container_id])
+            except RuncError as exc:
+                raise ShimError(f"OCI runtime start failed: {exc.message}: unknown", "RuntimeFailure") from exc
+            if self.status == p.STATUS_CREATED:
+                self.status = p.STATUS_RUNNING
+            return {"pid": self.init_pid}
+
+    async def state(self, request: dict[str, Any]) -> dict[str, Any]:
+        status = self.status if self.status in (p.STATUS_CREATED, p.STATUS_RUNNING, p.STATUS_STOPPED) \
+            else p.STATUS_UNKNOWN
+        if status == p.STATUS_RUNNING and self.runc is not None:
+            status = await self._runc_status() or status
+        return {
+            "pid": self.init_pid,
+            "status": status,
+            "exit_status": self.exit.exit_status if self.exit else None,
+            "exited_at": self.exit.exited_at if self.exit else None,
+        }
+
+    async def _runc_status(self) -> str | None:
+        assert self.runc is not None
+        try:
+            out = await self.runc.run(self._reaper, ["state", self.container_id], capture=True)
+            value = json.loads(out).get("status")
+        except (RuncError, ValueError):
+            return None
+        if self.exit is not None:
+            return p.STATUS_STOPPED
+        return str(value) if value in (p.STATUS_RUNNING, p.STATUS_PAUSED, p.STATUS_CREATED) else None
+
+    async def kill(self, request: dict[str, Any]) -> dict[str, Any]:
+        sig = int(request.get("signal") or signal.SIGTERM)
+        kill_all = bool(request.get("all"))
+        if self.runc is None or self.status not in (p.STATUS_CREATED, p.STATUS_RUNNING):
+            if self.status == p.STATUS_STOPPED and not kill_all:
+                raise ShimError("process already finished", "Conflict")
+            if self.status != p.STATUS_STOPPED:
+                raise ShimError(f"no running task found: task {self.container_id} not found", "NotFound")
+        assert self.runc is not None
+        args = ["kill"] + (["--all"] if kill_all else []) + [self.container_id, str(sig)]
+        try:
+            await self.runc.run(self._reaper, args)
+        except RuncError as exc:
+            if self._exited.is_set() or "not running" in exc.message:
+                raise ShimError("process already finished", "Conflict") from exc
+            raise ShimError(exc.message, "InternalError") from exc
+        return {}
+
+    async def pids(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.runc is None or self.status not in (p.STATUS_CREATED, p.STATUS_RUNNING, p.STATUS_STOPPED):
+            raise ShimError(f"no running task found: task {self.container_id} not found", "NotFound")
+        try:
+            out = await self.runc.run(self._reaper, ["ps", "--format", "json", self.container_id], capture=True)
+        except RuncError as exc:
+            if self._exited.is_set():
+                return {"pids": []}
+            raise ShimError(exc.message, "InternalError") from exc
+        pids = json.loads(out or b"[]") or []
+        return {"pids": [int(x) for x in pids]}
+
+    async def wait(self, request: dict[str, Any]) -> dict[str, Any]:
+        await self._exited.wait()
+        assert self.exit is not None
+        return self.exit.to_json()
+
+    async def close_stdin(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.io is not None:
+            self.io.close_stdin()
+        return {}
+
+    async def delete(self, request: dict[str, Any]) -> dict[str, Any]:
+        force = bool(request.get("force"))
+        async with self._lock:
+            if self.status == p.STATUS_RUNNING and not force:
+                raise ShimError("task must be stopped before deletion: running", "FailedPrecondition")
+            if self._forwarder is not None:
+                self._forwarder.cancel()
+            if self.runc is not None and self.status in (p.STATUS_CREATED, p.STATUS_RUNNING):
+                try:
+                    await self.runc.run(self._reaper, ["delete", "--force", self.container_id])
+                except RuncError as exc:
+                    raise ShimError(exc.message, "InternalError") from exc
+                try:
+                    async with asyncio.timeout(DELETE_WAIT_TIMEOUT):
+                        await self._exited.wait()
+                except TimeoutError as exc:
+                    raise ShimError("timed out waiting for the init process to exit", "InternalError") from exc
+            elif self.runc is not None and self.status == p.STATUS_STOPPED:
+                try:
+                    await self.runc.run(self._reaper, ["delete", self.container_id])
+                except RuncError as exc:
+                    if "does not exist" not in exc.message:
+                        await self._force_delete_quietly()
+            response: dict[str, Any] = (
+                self.exit.to_json() if self.exit is not None
+                else {"pid": self.init_pid, "exit_status": 0, "exited_at": p.format_timestamp(time.time_ns())}
+            )
+            self.status = "deleted"
+            return {**response, "_stop": True}
+
+    async def shutdown(self, request: dict[str, Any]) -> dict[str, Any]:
+        async with self._lock:
+            if self.status in (p.STATUS_CREATED, p.STATUS_RUNNING):
+                if not request.get("now"):
+                    raise ShimError("shim has a live task; delete it first", "FailedPrecondition")
+                await self._force_delete_quietly()
+            return {"_stop": True}
+
+    # --- exit path -------------------------------------------------------------------------------------------
+
+    async def _force_delete_quietly(self) -> None:
+        if self.runc is None:
+            return
+        try:
+            await self.runc.run(self._reaper, ["delete", "--force", self.container_id])
+        except RuncError as exc:
+            if "does not exist" not in exc.message:
+                log(f"runc delete --force: {exc.message}")
+
+    async def _monitor_init(self, exited: asyncio.Future[Exit]) -> None:
+        result = await exited
+        log(f"init {result.pid} exited with status {result.status}")
+        if self.io is not None:
+            await self.io.drained(DRAIN_TIMEOUT)
+            try:
+                self.io.sync()
+            except OSError as exc:
+                log(f"fsync log: {exc}")
+        record = p.ExitRecord(result.pid, result.status, p.format_timestamp(result.ns))
+        atomicfile.write_json(Path(self.bundle) / p.EXIT_FILE, record.to_json())  # small; the shim may block
+        self.exit = record
+        if self.status in (p.STATUS_CREATED, p.STATUS_RUNNING):
+            self.status = p.STATUS_STOPPED
+        self._exited.set()
+        if self.status != "deleted" and self.request.grpc_address:
+            from aiodock.shim.publisher import forward_exit
+
+            self._forwarder = self._spawn_background(
+                forward_exit(self.request.grpc_address, self.request.namespace, self.container_id, record, log)
+            )
+
+
+def _close_inherited_fds(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in keep:
+            continue
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def run_shim(request: p.SpawnRequest, listen_fd: int) -> NoReturn:
+    """Become the shim (in the forked grandchild): never returns into the factory's code."""
+    code = 1
+    try:
+        _close_inherited_fds({0, 1, 2, listen_fd})
+        devnull = os.open(os.devnull, os.O_RDWR)
+        shim_log = os.open(os.path.join(request.bundle, p.SHIM_LOG_FILE),
+                           os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        os.dup2(shim_log, 2)
+        os.close(devnull)
+        os.close(shim_log)
+        os.set_inheritable(listen_fd, False)
+        os.chdir(request.bundle)
+        set_subreaper()
+        set_process_name("aiodock-shim")
+        for sig in (signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        code = asyncio.run(_main(request, listen_fd))
+    except BaseException as exc:  # noqa: BLE001 - last words go to shim.log
+        try:
+            log(f"fatal: {exc!r}")
+        except Exception:  # noqa: BLE001
+            pass
+    finally:
+        try:
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+async def _main(request: p.SpawnRequest, listen_fd: int) -> int:
+    shim = Shim(request, listen_fd)
+    return await shim.serve()
