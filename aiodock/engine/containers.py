@@ -331,8 +331,7 @@ class ContainerService:
             info = await self._tasks.start_task(self._ns, cid)
         except RuntimeFailure as exc:
             await self._cleanup_failed_task(cid)
-            message = f"failed to create task for container: failed to create shim task: OCI runtime create " \
-                      f"failed: {exc.message}: unknown"
+            message = f"failed to create task for container: {exc.message}"
             code = 127 if ("not found" in exc.message or "no such file" in exc.message) else \
                 126 if "permission denied" in exc.message else 128
             status = "exited" if container.has_been_started else "created"
@@ -427,10 +426,7 @@ class ContainerService:
         exited = self._exit_future(container.id)
         await self._signal(container, signum)
         if signum == _signal.SIGKILL:
-            try:
-                await asyncio.wait_for(asyncio.shield(exited), 10)
-            except TimeoutError:
-                pass
+            await _exited_within(exited, 10)
 
     async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         container = self._get(ref)
@@ -452,16 +448,14 @@ class ContainerService:
         if timeout < 0:
             await exited
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(exited), timeout)
+        if await _exited_within(exited, timeout):
             return
-        except TimeoutError:
-            pass
         try:
             await self._signal(container, _signal.SIGKILL)
         except (Conflict, NotFound):
             pass
-        await asyncio.wait_for(asyncio.shield(exited), 30)
+        if not await _exited_within(exited, 30):
+            raise Conflict(f"cannot stop container: {container.id}: tried to kill container, but did not receive an exit event")
 
     async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         container = self._get(ref)
@@ -504,10 +498,7 @@ class ContainerService:
                 await self._signal(container, _signal.SIGKILL)
             except (Conflict, NotFound):
                 pass
-            try:
-                await asyncio.wait_for(asyncio.shield(exited), 30)
-            except TimeoutError:
-                pass
+            await _exited_within(exited, 30)
         async with self._lock(container.id):
             if container.id not in self._containers or container.id in self._removing:
                 return
@@ -747,6 +738,16 @@ class ContainerService:
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
+
+async def _exited_within(exited: asyncio.Future[None], seconds: float) -> bool:
+    """Wait for an exit future without cancelling it (other waiters share it)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await asyncio.shield(exited)
+        return True
+    except TimeoutError:
+        return False
+
 
 async def _from_entries(entries: list[jsonfile.LogEntry]) -> AsyncIterator[OutputChunk]:
     for entry in entries:

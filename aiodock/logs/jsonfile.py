@@ -185,6 +185,18 @@ class JsonFileWriter:
                 self._append(encode_entry(stream, bytes(buffer), timestamp_ns))
                 buffer.clear()
 
+    def end_stream(self, stream: str, now: datetime | None = None) -> None:
+        """One stream closed: write what is left of its unterminated line."""
+        buffer = self._partial.get(stream)
+        if buffer:
+            self._append(encode_entry(stream, bytes(buffer), self._timestamp_ns(now)))
+            buffer.clear()
+
+    def sync(self) -> None:
+        """fsync the current file (the shim does it before it records the exit)."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+
     def close(self) -> None:
         if self._fd is None:
             return
@@ -394,7 +406,8 @@ class _FileTailer:
 async def _wait_for_stop(stop: asyncio.Event | Callable[[], bool], timeout: float) -> None:
     if isinstance(stop, asyncio.Event):
         try:
-            await asyncio.wait_for(stop.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await stop.wait()
         except TimeoutError:
             pass
     else:
