@@ -260,3 +260,40 @@ def busybox(daemon: Daemon) -> str:
 
 def quote_filters(filters: dict[str, list[str]]) -> str:
     return urllib.parse.quote(json.dumps(filters))
+
+
+def _leftovers() -> dict[str, list[str]]:
+    base = Path("/sys/fs/cgroup")
+    cgroup_children = []
+    for controller in base.iterdir() if base.exists() else []:
+        for parent in controller.glob("aiodock-*") if controller.is_dir() else []:
+            cgroup_children += [str(p) for p in parent.iterdir() if p.is_dir()]
+    tmp = Path("/tmp")
+    with open("/proc/self/mountinfo") as fh:
+        mounts = [ln.split()[4] for ln in fh if ln.split()[4].startswith("/tmp/adk-")]
+    procs = [str(pid) for pid in processes_with_cwd_under(tmp) if
+             os.readlink(f"/proc/{pid}/cwd").startswith("/tmp/adk-")]
+    dirs = [str(p) for p in tmp.glob("adk-*") if not p.name.startswith("adk-bench")]
+    return {"cgroups": cgroup_children, "mounts": mounts, "processes": procs, "dirs": dirs}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_leaks() -> Iterator[None]:
+    """After the whole suite: no container cgroups, mounts, shim or container processes, or temp dirs of ours."""
+    before = _leftovers()
+    yield
+    deadline = time.monotonic() + 10
+    while True:
+        after = _leftovers()
+        leaked = {k: sorted(set(v) - set(before[k])) for k, v in after.items()}
+        if not any(leaked.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    base = Path("/sys/fs/cgroup")
+    for controller in base.iterdir() if base.exists() else []:
+        for parent in controller.glob("aiodock-test*") if controller.is_dir() else []:
+            try:
+                parent.rmdir()  # the empty parent runc leaves behind
+            except OSError:
+                pass
+    assert not any(leaked.values()), f"left behind by the suite: {leaked}"

@@ -193,6 +193,9 @@ class ContainerService:
         for container in await asyncio.to_thread(self._files.load_all):
             self._names.reserve(container.name, container.id)
             self._containers[container.id] = container
+        orphans = await self._images.remove_orphan_snapshots(set(self._containers))
+        if orphans:
+            log.info("removed snapshots that belonged to no container", keys=orphans)
         for container in list(self._containers.values()):
             if not container.state.running:
                 continue

@@ -37,7 +37,7 @@ from aiodock.core.images.reference import (
 from aiodock.core.images.store import Descriptor, ImageRecord, ImageStore
 from aiodock.core.layers import apply_layer, decompressed, detect_compression, layer_diff_id
 from aiodock.core.mount import Mount
-from aiodock.core.snapshots.base import Snapshotter
+from aiodock.core.snapshots.base import Kind, Snapshotter
 from aiodock.core.snapshots.overlay import OverlaySnapshotter
 from aiodock.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 from aiodock.util.ids import short_id
@@ -180,6 +180,22 @@ class ImageService:
             except NotFound:
                 pass
         await asyncio.to_thread(remove)
+
+    async def remove_orphan_snapshots(self, container_ids: set[str]) -> list[str]:
+        """At start-up: drop writable snapshots that belong to no container, and the half-made extract-*
+        snapshots of a load or import that died. Returns the keys removed."""
+        def sweep() -> list[str]:
+            removed = []
+            for info in self.snapshotter.list():
+                if info.kind == Kind.COMMITTED or info.name in container_ids:
+                    continue
+                try:
+                    self.snapshotter.remove(info.name)
+                except (NotFound, FailedPrecondition):
+                    continue
+                removed.append(info.name)
+            return removed
+        return await self._call(lambda e: sweep())
 
     async def rootfs_size(self, container_id: str) -> int:
         return (await asyncio.to_thread(self.snapshotter.usage, container_id)).size

@@ -73,3 +73,19 @@ def test_dead_shim_gives_synthetic_exit(fresh_daemon: Daemon) -> None:
     state = json.loads(d.docker("inspect", "orphan").stdout)[0]["State"]
     assert state["Running"] is False
     assert state["ExitCode"] in (137, 255)
+
+
+def test_start_removes_snapshots_that_belong_to_nobody(fresh_daemon: Daemon) -> None:
+    from aiodock.core.snapshots.base import Kind
+    from aiodock.core.snapshots.overlay import OverlaySnapshotter
+
+    d = fresh_daemon
+    kept = d.docker("create", "--name", "kept", "busybox", "true", check=True).stdout.strip()
+    d.stop()
+    snapshots = OverlaySnapshotter(d.data_root / "snapshots" / "overlay")
+    snapshots.prepare("f" * 64, None)  # a container that no longer exists
+    snapshots.prepare("extract-0123456789ab-sha256:dead", None)  # a load that died half-way
+    d.start()
+    active = {s.name for s in snapshots.list() if s.kind != Kind.COMMITTED}
+    assert active == {kept}
+    assert d.docker("start", "-a", "kept").returncode == 0

@@ -11,11 +11,7 @@ import pytest
 
 from aiodock.core.snapshots.base import Snapshotter
 from aiodock.core.snapshots.overlay import OverlaySnapshotter
-
-try:
-    from tests.integration.snapshots_suite import SnapshotterFactory, SnapshotterSuite
-except ImportError:  # rootdir not on sys.path: the test's own directory is (pytest's prepend import mode)
-    from snapshots_suite import SnapshotterFactory, SnapshotterSuite  # type: ignore[no-redef]
+from tests.integration.snapshots_suite import SnapshotterFactory, SnapshotterSuite
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for mounts")]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from api_fakes import Containers, Images, System
 
 from aiodock.api import create_app
+from tests.unit.api.api_fakes import Containers, Images, System
 
 
 @pytest.fixture

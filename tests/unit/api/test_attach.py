@@ -14,10 +14,10 @@ from pathlib import Path
 import docker
 import pytest
 from aiohttp import web
-from api_fakes import Containers, Sink
-from test_containers import frames
 
 from aiodock.api import serve
+from tests.unit.api.api_fakes import Containers, Sink
+from tests.unit.api.test_containers import frames
 
 REQUEST = ("POST /v1.44/containers/c1/attach?stream=1&stdout=1&stderr=1{extra} HTTP/1.1\r\n"
            "Host: api\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n")

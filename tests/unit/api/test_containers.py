@@ -6,9 +6,9 @@ import asyncio
 import struct
 
 from aiohttp.test_utils import TestClient
-from api_fakes import Containers
 
 from aiodock.engine.backend import WaitResult
+from tests.unit.api.api_fakes import Containers
 
 
 def frames(data: bytes) -> list[tuple[int, bytes]]:

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient
-from api_fakes import Images
+
+from tests.unit.api.api_fakes import Images
 
 
 async def body_chunks(data: bytes, size: int = 1000):  # type: ignore[no-untyped-def]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from aiohttp.test_utils import TestClient
-from api_fakes import Containers
+
+from tests.unit.api.api_fakes import Containers
 
 COMMON = {
     "Api-Version": "1.44",

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 from aiohttp.test_utils import TestClient, make_mocked_request
-from api_fakes import Containers
 
 from aiodock.api import params
 from aiodock.errors import InvalidArgument
+from tests.unit.api.api_fakes import Containers
 
 
 @pytest.mark.parametrize("raw", ['{"status": ["running", "paused"]}',
