@@ -193,6 +193,10 @@ class ContainerService:
         for container in await asyncio.to_thread(self._files.load_all):
             self._names.reserve(container.name, container.id)
             self._containers[container.id] = container
+        for task in self._tasks.list(self._ns):
+            known = self._containers.get(task.container_id)
+            if known is None or not known.state.running:  # the daemon died between recording an exit and clean-up
+                await self._delete_task(task.container_id)
         orphans = await self._images.remove_orphan_snapshots(set(self._containers))
         if orphans:
             log.info("removed snapshots that belonged to no container", keys=orphans)
@@ -312,6 +316,7 @@ class ContainerService:
         cdir = self._files.dir(cid)
         hc = container.host_config
         mode = network_mode(hc)
+        began = time.perf_counter()
         rootfs = await self._images.rootfs_mounts(cid)
         await asyncio.to_thread(
             write_container_files, cdir, container.config.get("Hostname") or cid[:12], mode == "host",
@@ -329,8 +334,10 @@ class ContainerService:
             namespace=self._ns, container_id=cid, spec=spec, rootfs=tuple(rootfs),
             log_path=self._files.log_path(cid), log_max_size=max_size, log_max_files=max_files,
         )
+        prepared = time.perf_counter()
         try:
             await self._tasks.create(task)
+            created = time.perf_counter()
             info = await self._tasks.start_task(self._ns, cid)
         except RuntimeFailure as exc:
             await self._cleanup_failed_task(cid)
@@ -349,6 +356,9 @@ class ContainerService:
             finished_at="0001-01-01T00:00:00Z", oom_killed=False,
         ))
         self._monitors[cid] = asyncio.create_task(self._monitor(cid))
+        log.debug("container started", container=cid, pid=info.pid,
+                  prepare_ms=round((prepared - began) * 1000, 1), create_ms=round((created - prepared) * 1000, 1),
+                  start_ms=round((time.perf_counter() - created) * 1000, 1))
 
     async def _cleanup_failed_task(self, cid: str) -> None:
         try:
@@ -378,22 +388,25 @@ class ContainerService:
             container = self._containers.get(cid)
             if container is None or not container.state.running:
                 return
-            try:
-                await self._tasks.delete(self._ns, cid)
-            except NotFound:
-                pass
-            except AiodockError as exc:
-                log.warning("deleting task failed", container=cid, error=str(exc))
             container = container.with_state(status="exited", exit_code=exit_code, pid=0, error=error,
                                              finished_at=rfc3339nano(exited_at))
             await self._save(container)
             auto_remove = bool(container.host_config.get("AutoRemove"))
-            self._notify_exit(cid, exit_code)
+            self._notify_exit(cid, exit_code)  # stop/wait answer now; the clean-up below still holds the lock
+            await self._delete_task(cid)
         if auto_remove:
             try:
                 await self.remove(cid, force=True)
             except NotFound:
                 pass
+
+    async def _delete_task(self, cid: str) -> None:
+        try:
+            await self._tasks.delete(self._ns, cid, force=True)
+        except NotFound:
+            pass
+        except AiodockError as exc:
+            log.warning("deleting task failed", container=cid, error=str(exc))
 
     def _notify_exit(self, cid: str, exit_code: int) -> None:
         self._release_exit_listeners(cid)
