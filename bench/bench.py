@@ -196,6 +196,11 @@ def measure(engine: Engine, image_tar: Path, runs: int, parallel: int) -> dict[s
         subprocess.run(["sh", "-c", f"grep ' {engine.root}' /proc/self/mounts | cut -d' ' -f2 | sort -r | "
                         "xargs -r -n1 umount -l"], check=False)
         shutil.rmtree(engine.root, ignore_errors=True)
+        for parent in Path("/sys/fs/cgroup").glob(f"*/{engine.name}-bench"):
+            try:
+                parent.rmdir()  # the empty cgroup parent the runtime leaves
+            except OSError:
+                pass
 
 
 def main() -> int:

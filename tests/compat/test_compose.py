@@ -1,0 +1,57 @@
+"""docker-compose 1.29 (Debian's package) against a real aiodock daemon."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Daemon
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(shutil.which("docker-compose") is None,
+                                                   reason="docker-compose is installed by .ci/run")]
+
+COMPOSE = """\
+version: "3.8"
+services:
+  web:
+    image: busybox:latest
+    command: sh -c "trap 'exit 0' TERM; echo web up; while true; do sleep 0.1; done"
+    network_mode: host
+    stop_grace_period: 2s
+    labels:
+      tier: front
+  job:
+    image: busybox:latest
+    command: sh -c "echo job done $$GREETING"
+    network_mode: none
+    environment:
+      GREETING: hello
+"""
+
+
+def compose(d: Daemon, project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker-compose", "--no-ansi", *args], cwd=project, env=d.env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_compose_up_ps_logs_second_up_and_down(daemon: Daemon, busybox: str, tmp_path: Path) -> None:
+    project = tmp_path / "shop"
+    project.mkdir()
+    (project / "docker-compose.yml").write_text(COMPOSE)
+    up = compose(daemon, project, "up", "-d")
+    assert up.returncode == 0, up.stderr
+    ps = compose(daemon, project, "ps")
+    assert "shop_web_1" in ps.stdout and "Up" in ps.stdout and "shop_job_1" in ps.stdout
+    logs = compose(daemon, project, "logs")
+    assert "job done hello" in logs.stdout and "web up" in logs.stdout
+    labels = daemon.docker("inspect", "-f", "{{index .Config.Labels \"com.docker.compose.service\"}}", "shop_web_1")
+    assert labels.stdout.strip() == "web"
+    again = compose(daemon, project, "up", "-d")  # reads the image's ContainerConfig to decide what changed
+    assert again.returncode == 0, again.stderr
+    assert "shop_web_1 is up-to-date" in again.stderr
+    down = compose(daemon, project, "down")
+    assert down.returncode == 0, down.stderr
+    assert daemon.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=shop").stdout.strip() == ""
