@@ -6,7 +6,8 @@ Usage: python3 bench/bench.py [--runs 20] [--parallel 20] [--skip-docker] [--jso
 Each engine gets its own temp data root, exec root and socket; both run `--network none` containers so that
 neither pays for bridge networking. Measured: `docker run --rm busybox true` (median, p90); create, start, stop
 and rm separately; N containers started at once; daemon RSS idle and with N running; each shim's RSS, PSS and
-USS (from /proc/<pid>/smaps_rollup). Docker's daemon RSS is dockerd + containerd; its shim is
+USS (from /proc/<pid>/smaps_rollup). "daemon_rss" is dockerd + containerd for Docker and the aiodock daemon + its
+shim factory for aiodock; "main_process_rss" is dockerd alone and the aiodock daemon alone. Docker's shim is
 containerd-shim-runc-v2. Needs root, runc, the docker CLI, and Debian's docker.io for the Docker side.
 """
 
@@ -156,6 +157,7 @@ def measure(engine: Engine, image_tar: Path, runs: int, parallel: int) -> dict[s
         engine.docker("load", "-i", str(image_tar))
         time.sleep(1.0)
         idle_rss = sum(rollup(p)["rss"] for p in engine.daemon_pids())
+        idle_main = rollup(engine.daemon_pids()[0])["rss"]
         engine.docker("run", "--rm", "--network", "none", "busybox", "true")  # warm-up
         run_rm = [timed(lambda: engine.docker("run", "--rm", "--network", "none", "busybox", "true"))
                   for _ in range(runs)]
@@ -175,6 +177,7 @@ def measure(engine: Engine, image_tar: Path, runs: int, parallel: int) -> dict[s
         parallel_wall = time.perf_counter() - start
         time.sleep(1.0)
         busy_rss = sum(rollup(p)["rss"] for p in engine.daemon_pids())
+        busy_main = rollup(engine.daemon_pids()[0])["rss"]
         shims = [rollup(p) for p in engine.shim_pids()]
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda i: engine.docker("rm", "-f", f"par{i}", check=False), range(parallel)))
@@ -183,6 +186,7 @@ def measure(engine: Engine, image_tar: Path, runs: int, parallel: int) -> dict[s
             **{f"{k}_median": statistics.median(v) for k, v in phases.items()},
             "parallel_wall": parallel_wall, "parallel": parallel,
             "daemon_rss_idle_kib": idle_rss, "daemon_rss_busy_kib": busy_rss,
+            "main_process_rss_idle_kib": idle_main, "main_process_rss_busy_kib": busy_main,
             "shims": len(shims),
             "shim_rss_kib": statistics.median(s["rss"] for s in shims) if shims else 0,
             "shim_pss_kib": statistics.median(s["pss"] for s in shims) if shims else 0,
