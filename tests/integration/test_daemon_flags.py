@@ -90,3 +90,29 @@ def test_missing_runtime_is_refused() -> None:
     finally:
         import shutil
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_ready_is_sent_to_systemd_notify_socket() -> None:
+    import shutil
+    import socket
+
+    root = new_daemon_root()
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(root / "notify.sock"))
+    notify.settimeout(30)
+    env = dict(os.environ, NOTIFY_SOCKET=str(root / "notify.sock"))
+    proc = subprocess.Popen([sys.executable, "-m", "aiodock.daemon.main", "-H", f"unix://{root}/d.sock",
+                             "--data-root", str(root / "data"), "--exec-root", str(root / "exec")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert notify.recv(64) == b"READY=1"
+        assert (root / "d.sock").exists()  # ready means serving
+        proc.send_signal(signal.SIGTERM)
+        assert notify.recv(64) == b"STOPPING=1"
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+        shutil.rmtree(root, ignore_errors=True)
