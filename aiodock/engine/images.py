@@ -18,7 +18,7 @@ import secrets
 import shlex
 import tarfile
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,11 +34,14 @@ from aiodock.core.images.reference import (
     parse_normalized,
     parse_repository_and_tag,
 )
+from aiodock.core.images.registry import AuthConfig, TokenCache
 from aiodock.core.images.store import Descriptor, ImageRecord, ImageStore
 from aiodock.core.layers import apply_layer, decompressed, detect_compression, layer_diff_id
 from aiodock.core.mount import Mount
 from aiodock.core.snapshots.base import Kind, Snapshotter
 from aiodock.core.snapshots.overlay import OverlaySnapshotter
+from aiodock.engine import pull as pulling
+from aiodock.engine import push as pushing
 from aiodock.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 from aiodock.util.ids import short_id
 
@@ -128,6 +131,7 @@ class ImageService:
         self._lock = threading.RLock()
         self._usage_check: UsageCheck = lambda image_id: []
         self._parsed: dict[str, tuple[mf.Manifest, dict[str, Any]]] = {}
+        self.registry_tokens = TokenCache()
 
     def set_usage_check(self, fn: UsageCheck) -> None:
         """fn(image id) -> [(container id, running)]; called from a worker thread."""
@@ -199,6 +203,115 @@ class ImageService:
 
     async def rootfs_size(self, container_id: str) -> int:
         return (await asyncio.to_thread(self.snapshotter.usage, container_id)).size
+
+    # ---- registry (pull/push/login; the protocol work is in engine/pull.py and engine/push.py) -----------
+
+    async def pull(self, image: str, tag: str | None, platform: str | None = None,
+                   auth_header: str | None = None) -> AsyncGenerator[dict[str, Any], None]:
+        """Resolve image[:tag] on its registry (errors raised here come before any message), then the progress."""
+        ref = parse_normalized(image)
+        if tag:
+            ref = ref.with_digest(tag) if tag.startswith("sha256:") else ref.with_tag(tag)
+        if ref.digest is not None:
+            ref = ref.with_digest(parse_normalized(f"{ref.name}@{ref.digest}").digest or ref.digest)
+        plat, auth = pulling.parse_platform(platform), AuthConfig.from_header(auth_header)
+        if ref.tag is None and ref.digest is None:  # Docker: no tag at all pulls every tag
+            return await pulling.pull_all_tags(self, ref, plat, auth)
+        return await pulling.Pull(self, ref, plat, auth).start()
+
+    async def push(self, image: str, tag: str | None, auth_header: str | None = None
+                   ) -> AsyncGenerator[dict[str, Any], None]:
+        ref = parse_normalized(image)
+        if tag:
+            ref = ref.with_tag(tag)
+
+        def targets(e: _Events) -> list[tuple[str, Descriptor]]:
+            views = self._views().values()
+            found = [(t.tag or "latest", v.manifest_desc) for v in views for t in v.tags
+                     if t.name == ref.name and (ref.tag is None or t.tag == ref.tag)]
+            if not found:
+                raise NotFound(f"An image does not exist locally with the tag: {ref.familiar()}")
+            return sorted(found)
+        found = await self._call(targets)
+        return pushing.Push(self, Reference(ref.domain, ref.path), found,
+                            AuthConfig.from_header(auth_header)).start()
+
+    async def login(self, body: dict[str, Any]) -> dict[str, str]:
+        return await pushing.login(self.registry_tokens, body)
+
+    async def distribution(self, image: str, auth_header: str | None = None) -> dict[str, Any]:
+        ref = parse_normalized(image).with_default_tag()
+        return await pushing.distribution(self.registry_tokens, ref, AuthConfig.from_header(auth_header))
+
+    async def pull_layer_state(self, manifest: mf.Manifest, config: dict[str, Any]) -> list[tuple[bool, bool]]:
+        """(blob present, snapshot present) per layer."""
+        def state(e: _Events) -> list[tuple[bool, bool]]:
+            out = []
+            for layer, chain in zip(manifest.layers, mf.chain_ids(mf.diff_ids(config)), strict=True):
+                try:
+                    self.snapshotter.stat(chain)
+                    has_chain = True
+                except NotFound:
+                    has_chain = False
+                out.append((self.content.exists(layer.digest), has_chain))
+            return out
+        return await self._call(state)
+
+    async def pull_has_image(self, config_digest: str) -> bool:
+        return await self._call(lambda e: config_digest in self._views())
+
+    async def pull_unpack(self, manifest: mf.Manifest, config: dict[str, Any], count: int) -> list[str]:
+        """Unpack the first ``count`` layers; returns the chain ids this call committed."""
+        def unpack(e: _Events) -> list[str]:
+            diff_ids = mf.diff_ids(config)[:count]
+            before = []
+            for chain in mf.chain_ids(diff_ids):
+                try:
+                    self.snapshotter.stat(chain)
+                except NotFound:
+                    before.append(chain)
+            self._unpack(mf.Manifest(manifest.media_type, manifest.config, manifest.layers[:count]),
+                         {"rootfs": {"diff_ids": diff_ids}})
+            return before
+        return await self._call(unpack)
+
+    async def pull_commit(self, ref: Reference, digest: str, target: Descriptor, blobs: list[tuple[bytes, str]],
+                          config_bytes: bytes, manifest: mf.Manifest, config: dict[str, Any],
+                          new_blobs: list[str]) -> bool:
+        """Store manifest(s) and config, unpack what is missing, name the image; True when already so named."""
+        def commit(e: _Events) -> bool:
+            for data, blob_digest in [*blobs, (config_bytes, manifest.config.digest)]:
+                if not self.content.exists(blob_digest):
+                    self.content.write(data, blob_digest)
+                    new_blobs.append(blob_digest)
+            self._unpack(manifest, config)
+            main = str(ref)
+            try:
+                up_to_date = self.images.get(self.namespace, main).target.digest == target.digest
+            except NotFound:
+                up_to_date = False
+            for name in dict.fromkeys([main, f"{ref.name}@{digest}"]):
+                self._set_name(name, target, e)
+            return up_to_date
+        return await self._call(commit)
+
+    async def pull_cleanup(self, new_chains: list[str], new_blobs: list[str]) -> None:
+        """After a failed pull: drop the snapshots and blobs it created that no image uses."""
+        def cleanup(e: _Events) -> None:
+            chains, blobs, complete = self._references()
+            for chain in reversed(new_chains):
+                if chain not in chains:
+                    try:
+                        self.snapshotter.remove(chain)
+                    except (NotFound, FailedPrecondition):
+                        pass
+            if complete:
+                self._forget_blobs([d for d in new_blobs if d not in blobs], set())
+        await self._call(cleanup)
+
+    async def push_record(self, repo: Reference, digest: str, target: Descriptor) -> None:
+        """Remember the repository digest a push produced (shown in RepoDigests)."""
+        await self._call(lambda e: self._set_name(f"{repo.name}@{digest}", target, e))
 
     async def _call(self, fn: Callable[[_Events], _T]) -> _T:
         pending: _Events = []

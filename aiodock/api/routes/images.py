@@ -1,11 +1,14 @@
-"""/images/...: import, load, save, list, inspect, history, tag, remove, prune (pull/push answer an error)."""
+"""/images/...: pull, push, import, load, save, list, inspect, history, tag, remove, prune; /auth; /distribution."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
+from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -19,6 +22,7 @@ log = structlog.get_logger("aiodock.api")
 
 # Image references contain slashes and colons: {name:.+} takes the whole middle of the path.
 NAME = "{name:.+}"
+CLIENT_CHECK_INTERVAL = 0.5  # how often a long pull/push looks whether its client is still there
 
 
 async def _tmp_dir(request: web.Request) -> Path:
@@ -34,9 +38,10 @@ async def _remove_tree(path: Path) -> None:
 async def create(request: web.Request) -> web.StreamResponse:
     from_image, from_src = request.query.get("fromImage", ""), request.query.get("fromSrc", "")
     if from_image:
-        ref = from_image + (f":{request.query['tag']}" if request.query.get("tag") else "")
-        return await _error_stream(request, f"pull of {ref} is not supported by aiodock yet: "
-                                            "use docker load or docker import")
+        messages = await request.app[IMAGES].pull(from_image, params.string(request, "tag"),
+                                                  params.string(request, "platform"),
+                                                  request.headers.get("X-Registry-Auth"))
+        return await _progress_stream(request, messages)
     if not from_src:
         raise InvalidArgument("either fromImage or fromSrc is required")
     if from_src != "-":
@@ -58,7 +63,21 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 @routes.post(f"/images/{NAME}/push")
 async def push(request: web.Request) -> web.StreamResponse:
-    return await _error_stream(request, f"push of {request.match_info['name']} is not supported by aiodock yet")
+    messages = await request.app[IMAGES].push(request.match_info["name"], params.string(request, "tag"),
+                                              request.headers.get("X-Registry-Auth"))
+    return await _progress_stream(request, messages)
+
+
+@routes.post("/auth")
+async def auth(request: web.Request) -> web.Response:
+    body = await params.json_object(request, target="types.AuthConfig")
+    return streams.json_response(await request.app[IMAGES].login(body))
+
+
+@routes.get(f"/distribution/{NAME}/json")
+async def distribution(request: web.Request) -> web.Response:
+    return streams.json_response(await request.app[IMAGES].distribution(
+        request.match_info["name"], request.headers.get("X-Registry-Auth")))
 
 
 @routes.post("/images/load")
@@ -156,8 +175,41 @@ async def _save(request: web.Request, refs: list[str]) -> web.StreamResponse:
     return response
 
 
-async def _error_stream(request: web.Request, message: str) -> web.StreamResponse:
-    response = await streams.start_stream(request, "application/json")
-    await response.write(streams.error_line(message))
-    await response.write_eof()
-    return response
+async def _next_message(request: web.Request,
+                        messages: AsyncGenerator[dict[str, Any], None]) -> dict[str, Any] | None:
+    """The next message; a client that went away (docker pull interrupted) cancels the work, as in Docker."""
+    pending = asyncio.ensure_future(anext(messages, None))
+    try:
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=CLIENT_CHECK_INTERVAL)
+            if done:
+                return pending.result()
+            if request.transport is None or request.transport.is_closing():
+                raise ConnectionResetError("client went away")
+    finally:
+        if not pending.done():  # the generator must be idle before it is closed
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+
+
+async def _progress_stream(request: web.Request,
+                           messages: AsyncGenerator[dict[str, Any], None]) -> web.StreamResponse:
+    """Docker's JSON progress stream; an error after the headers went out is the stream's last message."""
+    try:
+        response = await streams.start_stream(request, "application/json")
+        try:
+            while (message := await _next_message(request, messages)) is not None:
+                await response.write(streams.json_line(message))
+        except AiodockError as err:
+            await response.write(streams.error_line(str(err)))
+        except ConnectionError:
+            log.debug("api_stream_client_gone")
+            return response
+        except Exception as exc:  # a fault mid-stream: the client still gets an error message
+            log.exception("api_progress_stream_error", path=request.path)
+            await response.write(streams.error_line(str(exc) or type(exc).__name__))
+        await response.write_eof()
+        return response
+    finally:
+        await messages.aclose()

@@ -1,0 +1,312 @@
+"""docker pull / push / login against a real registry (Debian's docker-registry on loopback), through the real
+docker CLI and docker-py; broken blobs and Bearer token auth come from a small aiohttp proxy in front of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import docker
+import pytest
+
+from aiodock.core.images.registry import AuthConfig, normalize_server_address, parse_challenges
+from aiodock.engine.pull import progress_bar
+from tests.conftest import DOCKER, Daemon
+from tests.integration.registry_fixtures import PASSWORD, USER, Proxy, Registry, auth_registry, registry
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.skipif(DOCKER is None, reason="needs the docker CLI")]
+__all__ = ["auth_registry", "registry"]  # fixtures
+
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def image_id(daemon: Daemon, ref: str) -> str:
+    return daemon.docker("image", "inspect", "-f", "{{.Id}}", ref, check=True).stdout.strip()
+
+
+def drop(daemon: Daemon, ref: str) -> None:
+    """Remove the image ref names, with every name it has, so its layers are gone from the daemon."""
+    proc = daemon.docker("image", "inspect", "-f", "{{.Id}}", ref)
+    if proc.returncode == 0:
+        daemon.docker("rmi", "-f", proc.stdout.strip(), check=True)
+
+
+def local_images(daemon: Daemon) -> set[str]:
+    out = daemon.docker("images", "--digests", "--format", "{{.Repository}}:{{.Tag}}@{{.Digest}} {{.ID}}",
+                        check=True).stdout
+    return set(out.split("\n")) - {""}
+
+
+def snapshots(daemon: Daemon) -> list[str]:
+    root = daemon.data_root / "snapshots" / "overlay" / "snapshots"
+    return sorted(os.listdir(root)) if root.exists() else []
+
+
+@pytest.fixture(scope="module")
+def pushed(daemon: Daemon, registry: Registry) -> tuple[str, str, str]:
+    """busybox pushed to the registry as <registry>/busybox:latest: (repo, manifest digest, image id)."""
+    repo = f"{registry.host}/busybox"
+    daemon.docker("tag", "busybox:latest", f"{repo}:latest", check=True)
+    out = daemon.docker("push", f"{repo}:latest", check=True).stdout
+    assert f"The push refers to repository [{repo}]" in out, out
+    assert re.search(r"[0-9a-f]{12}: Pushed", out), out
+    m = re.search(r"latest: digest: (sha256:[0-9a-f]{64}) size: (\d+)", out)
+    assert m, out
+    return repo, m.group(1), image_id(daemon, "busybox:latest")
+
+
+def test_push_lands_in_the_registry(daemon: Daemon, registry: Registry, pushed: tuple[str, str, str]) -> None:
+    repo, digest, _ = pushed
+    req = urllib.request.Request(f"http://{registry.host}/v2/busybox/manifests/latest", headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json, "
+                  "application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.headers["Docker-Content-Digest"] == digest
+        manifest = json.loads(resp.read())
+    assert manifest["schemaVersion"] == 2 and manifest["layers"]
+    again = daemon.docker("push", f"{repo}:latest", check=True).stdout
+    assert "Layer already exists" in again and f"latest: digest: {digest}" in again, again
+    inspect = json.loads(daemon.docker("image", "inspect", f"{repo}:latest", check=True).stdout)[0]
+    assert f"{repo}@{digest}" in inspect["RepoDigests"]
+
+
+def test_push_of_a_missing_image(daemon: Daemon, registry: Registry) -> None:
+    proc = daemon.docker("push", f"{registry.host}/nothing:here")
+    assert proc.returncode != 0
+    assert f"An image does not exist locally with the tag: {registry.host}/nothing" in proc.stderr
+
+
+def test_pull_by_tag_and_by_digest_then_run(daemon: Daemon, pushed: tuple[str, str, str]) -> None:
+    repo, digest, iid = pushed
+    drop(daemon, "busybox:latest")
+    assert not [i for i in local_images(daemon) if iid[7:19] in i]
+    try:
+        out = daemon.docker("pull", f"{repo}:latest", check=True).stdout
+        for text in ("latest: Pulling from busybox", "Pulling fs layer", "Download complete", "Pull complete",
+                     f"Digest: {digest}", f"Status: Downloaded newer image for {repo}:latest"):
+            assert text in out, out
+        assert out.strip().endswith(f"{repo}:latest")
+        assert image_id(daemon, f"{repo}:latest") == iid
+        run = daemon.docker("run", "--rm", f"{repo}:latest", "echo", "pulled and running", check=True)
+        assert run.stdout == "pulled and running\n"
+        again = daemon.docker("pull", f"{repo}:latest", check=True).stdout
+        assert f"Status: Image is up to date for {repo}:latest" in again, again
+
+        drop(daemon, f"{repo}:latest")
+        out = daemon.docker("pull", f"{repo}@{digest}", check=True).stdout
+        assert "Pull complete" in out and f"Digest: {digest}" in out, out
+        assert f"Status: Downloaded newer image for {repo}@{digest}" in out, out
+        assert any(i.startswith(f"{repo}:<none>@{digest} ") for i in local_images(daemon)), local_images(daemon)
+        run = daemon.docker("run", "--rm", f"{repo}@{digest}", "cat", "/etc/passwd", check=True)
+        assert run.stdout.startswith("root:x:0:0")
+    finally:
+        if daemon.docker("image", "inspect", "busybox:latest").returncode != 0:
+            daemon.docker("pull", f"{repo}:latest", check=True)
+            daemon.docker("tag", f"{repo}:latest", "busybox:latest", check=True)
+
+
+def test_pull_unknown_tag_and_repository(daemon: Daemon, registry: Registry, pushed: tuple[str, str, str]) -> None:
+    repo = pushed[0]
+    proc = daemon.docker("pull", f"{repo}:nope")
+    assert proc.returncode == 1
+    assert f"manifest for {repo}:nope not found: manifest unknown" in proc.stderr, proc.stderr
+    proc = daemon.docker("pull", "127.0.0.1:1/busybox:latest")
+    assert proc.returncode == 1 and "127.0.0.1:1" in proc.stderr and "connect" in proc.stderr.lower(), proc.stderr
+
+
+@pytest.mark.parametrize("mode,message", [("corrupt", "filesystem layer verification failed for digest"),
+                                          ("truncate", "unexpected EOF")])
+def test_broken_blob_fails_cleanly_then_a_real_pull_succeeds(daemon: Daemon, registry: Registry,
+                                                             pushed: tuple[str, str, str], mode: str,
+                                                             message: str) -> None:
+    repo, digest, iid = pushed
+    drop(daemon, "busybox:latest")
+    try:
+        before_images, before_snaps = local_images(daemon), snapshots(daemon)
+        with Proxy(registry.host, mode) as proxy:
+            proc = daemon.docker("pull", f"{proxy.host}/busybox:latest")
+        assert proxy.tampered, "the proxy never served the layer"
+        assert proc.returncode == 1, proc.stdout
+        assert message in proc.stderr, (proc.stdout, proc.stderr)
+        assert "Pull complete" not in proc.stdout
+        assert local_images(daemon) == before_images
+        assert snapshots(daemon) == before_snaps
+        assert not os.listdir(daemon.data_root / "content" / "ingest")
+        out = daemon.docker("pull", f"{repo}:latest", check=True).stdout
+        assert "Pull complete" in out and f"Digest: {digest}" in out, out
+        assert image_id(daemon, f"{repo}:latest") == iid
+    finally:
+        if daemon.docker("image", "inspect", "busybox:latest").returncode != 0:
+            daemon.docker("pull", f"{repo}:latest", check=True)
+            daemon.docker("tag", f"{repo}:latest", "busybox:latest", check=True)
+
+
+def test_interrupted_pull_is_cancelled_and_leaves_nothing(daemon: Daemon, registry: Registry,
+                                                          pushed: tuple[str, str, str]) -> None:
+    repo, _, iid = pushed
+    drop(daemon, "busybox:latest")
+    try:
+        before_images, before_snaps = local_images(daemon), snapshots(daemon)
+        with Proxy(registry.host, "stall") as proxy:
+            with socket.socket(socket.AF_UNIX) as sock:  # a client that goes away mid-download (Ctrl-C)
+                sock.settimeout(20)
+                sock.connect(str(daemon.socket))
+                sock.sendall(f"POST /images/create?fromImage={proxy.host}/busybox&tag=latest HTTP/1.1\r\n"
+                             "Host: docker\r\nContent-Length: 0\r\n\r\n".encode())
+                seen = b""
+                while b'"Downloading"' not in seen:
+                    chunk = sock.recv(65536)
+                    assert chunk, seen
+                    seen += chunk
+            ingest = daemon.data_root / "content" / "ingest"
+            deadline = time.monotonic() + 10
+            while os.listdir(ingest) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not os.listdir(ingest), "the cancelled download left its partial blob"
+        assert local_images(daemon) == before_images and snapshots(daemon) == before_snaps
+        assert not any(iid[7:19] in line for line in local_images(daemon))
+    finally:
+        daemon.docker("pull", f"{repo}:latest", check=True)
+        daemon.docker("tag", f"{repo}:latest", "busybox:latest", check=True)
+
+
+def test_docker_py_push_pull_and_registry_data(daemon: Daemon, registry: Registry) -> None:
+    client = docker.DockerClient(base_url=daemon.host, version="1.41")
+    try:
+        repo = f"{registry.host}/py/busybox"
+        assert client.images.get("busybox:latest").tag(repo, "v1")
+        lines = list(client.images.push(repo, tag="v1", stream=True, decode=True))
+        assert not [ln for ln in lines if "error" in ln], lines
+        aux = [ln["aux"] for ln in lines if "aux" in ln]
+        assert aux and aux[0]["Tag"] == "v1" and DIGEST_RE.fullmatch(aux[0]["Digest"]) and aux[0]["Size"] > 0
+        data = client.images.get_registry_data(f"{repo}:v1")
+        assert data.id == aux[0]["Digest"]
+        assert data.has_platform("linux")
+        client.images.remove(f"{repo}:v1")
+        image = client.images.pull(repo, tag="v1")
+        assert f"{repo}:v1" in image.tags
+        assert image.id == client.images.get("busybox:latest").id
+        with pytest.raises(docker.errors.NotFound, match="manifest unknown"):
+            client.images.pull(repo, tag="v3")
+        image.tag(repo, "v2")
+        client.images.push(repo, tag="v2")
+        client.images.remove(f"{repo}:v1")
+        client.images.remove(f"{repo}:v2")
+        pulled = client.images.pull(repo, all_tags=True)  # no tag: every tag of the repository
+        assert sorted(t for i in pulled for t in i.tags if t.startswith(repo)) == [f"{repo}:v1", f"{repo}:v2"]
+    finally:
+        client.close()
+
+
+def test_login_against_htpasswd_registry(daemon: Daemon, auth_registry: Registry, tmp_path: Path) -> None:
+    host = auth_registry.host
+    repo = f"{host}/secret/busybox"
+    daemon.docker("tag", "busybox:latest", f"{repo}:latest", check=True)
+    try:
+        denied = daemon.docker("push", f"{repo}:latest")
+        assert denied.returncode == 1 and "no basic auth credentials" in denied.stderr, denied.stderr
+        wrong = daemon.docker("login", "-u", USER, "--password-stdin", host, input=b"wrong-password\n")
+        assert wrong.returncode == 1
+        assert f"login attempt to http://{host}/v2/ failed with status: 401 Unauthorized" in wrong.stderr, \
+            wrong.stderr
+        ok = daemon.docker("login", "-u", USER, "--password-stdin", host, input=PASSWORD.encode() + b"\n")
+        assert ok.returncode == 0 and "Login Succeeded" in ok.stdout, (ok.stdout, ok.stderr)
+        out = daemon.docker("push", f"{repo}:latest", check=True).stdout
+        assert "latest: digest: sha256:" in out
+        daemon.docker("rmi", f"{repo}:latest", check=True)
+        out = daemon.docker("pull", f"{repo}:latest", check=True).stdout
+        assert f"Status: Downloaded newer image for {repo}:latest" in out, out
+        daemon.docker("rmi", f"{repo}:latest", check=True)
+    finally:
+        daemon.docker("logout", host)
+        daemon.docker("rmi", f"{repo}:latest")
+    anonymous = daemon.docker("pull", f"{repo}:latest")
+    assert anonymous.returncode == 1 and "no basic auth credentials" in anonymous.stderr, anonymous.stderr
+    status, body = daemon.api("POST", "/auth", {"username": USER, "password": "nope", "serveraddress": host})
+    assert status == 401 and "401 Unauthorized" in json.loads(body)["message"]
+
+
+def test_bearer_token_flow(daemon: Daemon, registry: Registry) -> None:
+    with Proxy(registry.host, "token") as proxy:
+        repo = f"{proxy.host}/tok/busybox"
+        anonymous = daemon.docker("pull", f"{repo}:latest")
+        assert anonymous.returncode == 1, anonymous.stdout
+        assert f"pull access denied for {repo}, repository does not exist or may require 'docker login'" \
+            in anonymous.stderr, anonymous.stderr
+        wrong = daemon.docker("login", "-u", USER, "--password-stdin", proxy.host, input=b"bad\n")
+        assert wrong.returncode == 1 and "unauthorized: incorrect username or password" in wrong.stderr, \
+            wrong.stderr
+        ok = daemon.docker("login", "-u", USER, "--password-stdin", proxy.host, input=PASSWORD.encode() + b"\n")
+        assert ok.returncode == 0 and "Login Succeeded" in ok.stdout, ok.stderr
+        daemon.docker("tag", "busybox:latest", f"{repo}:latest", check=True)
+        try:
+            out = daemon.docker("push", f"{repo}:latest", check=True).stdout
+            assert "latest: digest: sha256:" in out
+            scoped = [q for q in proxy.token_requests if "scope=repository:tok/busybox:pull,push" in q]
+            assert len(scoped) == 1, proxy.token_requests  # one token, cached for the whole push
+            daemon.docker("rmi", f"{repo}:latest", check=True)
+            out = daemon.docker("pull", f"{repo}:latest", check=True).stdout
+            assert f"Status: Downloaded newer image for {repo}:latest" in out, out
+        finally:
+            daemon.docker("logout", proxy.host)
+            daemon.docker("rmi", f"{repo}:latest")
+
+
+def test_pull_selects_the_host_platform_from_an_index(daemon: Daemon, registry: Registry,
+                                                      pushed: tuple[str, str, str]) -> None:
+    repo, digest, iid = pushed
+    with urllib.request.urlopen(urllib.request.Request(
+            f"http://{registry.host}/v2/busybox/manifests/{digest}",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}), timeout=10) as resp:
+        size = len(resp.read())
+    child = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size}
+    arch = json.loads(daemon.docker("image", "inspect", iid, check=True).stdout)[0]["Architecture"]
+    other = "s390x" if arch != "s390x" else "ppc64le"
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {**child, "platform": {"architecture": "riscv64", "os": "linux"}},
+        {**child, "platform": {"architecture": arch, "os": "linux"}},
+    ]}).encode()
+    req = urllib.request.Request(f"http://{registry.host}/v2/busybox/manifests/multi", data=index, method="PUT",
+                                 headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        index_digest = resp.headers["Docker-Content-Digest"]
+    try:
+        out = daemon.docker("pull", f"{repo}:multi", check=True).stdout
+        assert f"Digest: {index_digest}" in out, out
+        inspect = json.loads(daemon.docker("image", "inspect", f"{repo}:multi", check=True).stdout)[0]
+        assert inspect["Id"] == iid and f"{repo}@{index_digest}" in inspect["RepoDigests"]
+        proc = daemon.docker("pull", "--platform", f"linux/{other}", f"{repo}:multi")
+        assert proc.returncode == 1
+        assert f"no matching manifest for linux/{other} in the manifest list entries" in proc.stderr, proc.stderr
+        proc = daemon.docker("pull", "--platform", "linux/riscv64", f"{repo}:multi")
+        assert proc.returncode == 1 and "does not match the specified platform: wanted linux/riscv64" in proc.stderr
+        status, body = daemon.api("GET", f"/distribution/{repo}:multi/json")
+        assert status == 200
+        dist = json.loads(body)
+        assert dist["Descriptor"]["digest"] == index_digest
+        assert [p["architecture"] for p in dist["Platforms"]] == ["riscv64", arch]
+    finally:
+        daemon.docker("rmi", f"{repo}:multi")
+
+
+def test_wire_formats() -> None:
+    """What the CLI sends and renders: X-Registry-Auth decoding, challenges, server addresses, progress bars."""
+    import base64
+    raw = json.dumps({"username": "u", "password": "p=?", "serveraddress": "h:5000"}).encode()
+    for encoded in (base64.urlsafe_b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode().rstrip("=")):
+        assert AuthConfig.from_header(encoded) == AuthConfig("u", "p=?", "h:5000")
+    assert AuthConfig.from_header("e30=") == AuthConfig() and AuthConfig.from_header("%%%") == AuthConfig()
+    legacy = base64.b64encode(json.dumps({"auth": base64.b64encode(b"a:b:c").decode()}).encode()).decode()
+    assert AuthConfig.from_header(legacy).password == "b:c"
+    [bearer] = parse_challenges(['Bearer realm="https://auth.example/token",service="reg",scope="repository:a:pull"'])
+    assert bearer.scheme == "bearer" and bearer.params["scope"] == "repository:a:pull"
+    assert normalize_server_address("https://index.docker.io/v1/") == "docker.io"
+    assert normalize_server_address("http://127.0.0.1:5000/v2/") == "127.0.0.1:5000"
+    assert progress_bar(0, 2129920) == "[>" + " " * 50 + "]       0B/2.13MB"
+    assert progress_bar(1064960, 2129920) == "[" + "=" * 25 + ">" + " " * 25 + "]  1.065MB/2.13MB"
