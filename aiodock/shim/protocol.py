@@ -12,6 +12,12 @@ Ops:
   wait -> {"pid", "exit_status", "exited_at"}  (answered once the init process has exited: a long poll)
   delete {force} -> {"pid", "exit_status", "exited_at"}, then the shim exits
   shutdown {now} -> {}, then the shim exits (refused while a container process lives, unless now)
+  pause -> {};  resume -> {}  (runc pause / runc resume: the cgroup freezer)
+  exec {exec_id, process, stdout, stderr} -> {"pid"}: `runc exec -d` of the OCI process (a dict) in the running
+      container. stdout/stderr true: the process writes straight into the FIFOs exec-<exec_id>-stdout/-stderr
+      in the bundle, which the daemon made and holds open for reading (else /dev/null). The shim reaps it.
+  exec_state {exec_id} -> {"pid", "status", "exit_status", "exited_at"}
+  exec_wait {exec_id} -> {"pid", "exit_status", "exited_at"}  (a long poll, like wait)
 
 Factory channel (SOCK_SEQPACKET socketpair between the daemon and the shim factory): one JSON datagram per
 message. The daemon sends ``{"op": "spawn", ...SpawnRequest}`` with the listening control socket passed by
@@ -42,6 +48,7 @@ RUNC_LOG_FILE = "runc-log.json"
 STDIN_FIFO = "init-stdin"
 STDOUT_FIFO = "init-stdout"
 STDERR_FIFO = "init-stderr"
+EXEC_PREFIX = "exec-"
 
 # Ops
 OP_CREATE = "create"
@@ -53,6 +60,11 @@ OP_WAIT = "wait"
 OP_DELETE = "delete"
 OP_SHUTDOWN = "shutdown"
 OP_CLOSE_STDIN = "close_stdin"
+OP_PAUSE = "pause"
+OP_RESUME = "resume"
+OP_EXEC = "exec"
+OP_EXEC_STATE = "exec_state"
+OP_EXEC_WAIT = "exec_wait"
 
 # Task statuses (containerd's task status names)
 STATUS_CREATED = "created"
@@ -68,6 +80,16 @@ def control_socket_path(exec_root: Path, namespace: str, container_id: str) -> P
     """Short, fixed-length socket path (unix socket paths are limited to 107 bytes)."""
     digest = hashlib.sha256(f"{namespace}/{container_id}".encode()).hexdigest()[:32]
     return Path(exec_root) / "s" / f"{digest}.sock"
+
+
+def valid_exec_id(exec_id: str) -> bool:
+    """Exec ids name files in the bundle: letters, digits, '-' and '_' only (at most 128)."""
+    return 0 < len(exec_id) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_") for c in exec_id)
+
+
+def exec_fifo(bundle: str | Path, exec_id: str, stream: str) -> Path:
+    """<bundle>/exec-<exec_id>-stdout or -stderr."""
+    return Path(bundle) / f"{EXEC_PREFIX}{exec_id}-{stream}"
 
 
 def encode(message: dict[str, Any]) -> bytes:

@@ -41,6 +41,17 @@ def log(message: str) -> None:
     print(f"{stamp} shim[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
 
 
+class _ExecProcess:
+    """One `runc exec -d` process of this container, reaped by the shim's reaper."""
+
+    __slots__ = ("pid", "exit", "exited")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.exit: p.ExitRecord | None = None
+        self.exited = asyncio.Event()
+
+
 class Shim:
     def __init__(self, request: p.SpawnRequest, listen_fd: int) -> None:
         self.request = request
@@ -59,6 +70,7 @@ class Shim:
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._forwarder: asyncio.Task[None] | None = None
+        self._execs: dict[str, _ExecProcess] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -143,6 +155,11 @@ class Shim:
             p.OP_DELETE: self.delete,
             p.OP_SHUTDOWN: self.shutdown,
             p.OP_CLOSE_STDIN: self.close_stdin,
+            p.OP_PAUSE: self.pause,
+            p.OP_RESUME: self.resume,
+            p.OP_EXEC: self.exec,
+            p.OP_EXEC_STATE: self.exec_state,
+            p.OP_EXEC_WAIT: self.exec_wait,
         }
 
     # --- ops -------------------------------------------------------------------------------------------------
@@ -256,6 +273,91 @@ class Shim:
         assert self.exit is not None
         return self.exit.to_json()
 
+    async def pause(self, request: dict[str, Any]) -> dict[str, Any]:
+        await self._freezer("pause")
+        return {}
+
+    async def resume(self, request: dict[str, Any]) -> dict[str, Any]:
+        await self._freezer("resume")
+        return {}
+
+    async def _freezer(self, command: str) -> None:
+        if self.runc is None or self.status != p.STATUS_RUNNING or self._exited.is_set():
+            raise ShimError(f"container {self.container_id} is not running", "FailedPrecondition")
+        try:
+            await self.runc.run(self._reaper, [command, self.container_id])
+        except RuncError as exc:
+            raise ShimError(f"OCI runtime {command} failed: {exc.message}: unknown", "RuntimeFailure") from exc
+
+    async def exec(self, request: dict[str, Any]) -> dict[str, Any]:
+        exec_id = str(request["exec_id"])
+        if not p.valid_exec_id(exec_id):
+            raise ShimError(f"invalid exec id {exec_id!r}", "InvalidArgument")
+        process = request["process"]
+        if not isinstance(process, dict):
+            raise ShimError("exec: process must be a JSON object", "InvalidArgument")
+        if self.runc is None or self.status != p.STATUS_RUNNING or self._exited.is_set():
+            raise ShimError(f"container {self.container_id} is not running", "FailedPrecondition")
+        if exec_id in self._execs:
+            raise ShimError(f"id {exec_id}: already exists", "AlreadyExists")
+        base = os.path.join(self.bundle, f"{p.EXEC_PREFIX}{exec_id}")
+        process_path, pid_path = base + ".json", base + ".pid"
+        atomicfile.write_json(Path(process_path), process)  # small; the shim may block
+        fds: dict[str, int] = {}
+        try:
+            for stream in ("stdout", "stderr"):
+                fds[stream] = _open_exec_output(self.bundle, exec_id, stream, bool(request.get(stream)))
+            try:
+                await self.runc.run(
+                    self._reaper,
+                    ["exec", "--process", process_path, "--pid-file", pid_path, "--detach", self.container_id],
+                    stdout=fds["stdout"], stderr=fds["stderr"],
+                )
+            except RuncError as exc:
+                raise ShimError(f"OCI runtime exec failed: {exc.message}: unknown", "RuntimeFailure") from exc
+            with open(pid_path) as fh:
+                pid = int(fh.read().strip())
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+            for path in (process_path, pid_path):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        proc = _ExecProcess(pid)
+        self._execs[exec_id] = proc
+        self._spawn_background(self._monitor_exec(proc, self._reaper.watch(pid)))
+        log(f"exec {exec_id}: pid {pid}")
+        return {"pid": pid}
+
+    async def _monitor_exec(self, proc: _ExecProcess, exited: asyncio.Future[Exit]) -> None:
+        result = await exited
+        proc.exit = p.ExitRecord(result.pid, result.status, p.format_timestamp(result.ns))
+        proc.exited.set()
+
+    def _exec(self, request: dict[str, Any]) -> _ExecProcess:
+        exec_id = str(request["exec_id"])
+        proc = self._execs.get(exec_id)
+        if proc is None:
+            raise ShimError(f"process {exec_id} does not exist: not found", "NotFound")
+        return proc
+
+    async def exec_state(self, request: dict[str, Any]) -> dict[str, Any]:
+        proc = self._exec(request)
+        return {
+            "pid": proc.pid,
+            "status": p.STATUS_STOPPED if proc.exit else p.STATUS_RUNNING,
+            "exit_status": proc.exit.exit_status if proc.exit else None,
+            "exited_at": proc.exit.exited_at if proc.exit else None,
+        }
+
+    async def exec_wait(self, request: dict[str, Any]) -> dict[str, Any]:
+        proc = self._exec(request)
+        await proc.exited.wait()
+        assert proc.exit is not None
+        return proc.exit.to_json()
+
     async def close_stdin(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.io is not None:
             self.io.close_stdin()
@@ -331,6 +433,18 @@ class Shim:
             self._forwarder = self._spawn_background(
                 forward_exit(self.request.grpc_address, self.request.namespace, self.container_id, record, log)
             )
+
+
+def _open_exec_output(bundle: str, exec_id: str, stream: str, wanted: bool) -> int:
+    """The fd an exec's stdout/stderr goes to: the daemon's FIFO (it holds the read end open) or /dev/null."""
+    if not wanted:
+        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(p.exec_fifo(bundle, exec_id, stream), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:  # ENXIO: nobody reads it; ENOENT: not made
+        raise ShimError(f"exec {exec_id}: open {stream}: {exc.strerror}", "FailedPrecondition") from exc
+    os.set_blocking(fd, True)  # the process writes blocking, like to a pipe
+    return fd
 
 
 def _close_inherited_fds(keep: set[int]) -> None:

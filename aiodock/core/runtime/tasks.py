@@ -13,11 +13,14 @@ publishes TASK_EXIT; the others are no-ops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal as signals
 import socket
+import stat
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -311,6 +314,72 @@ class TaskManager:
         except ShimUnreachable as exc:
             raise errors.Unavailable(f"cannot close stdin of task {container_id}: {exc}") from exc
 
+    # --- pause / resume --------------------------------------------------------------------------------------
+
+    async def pause(self, namespace: str, container_id: str) -> None:
+        await self._freezer(namespace, container_id, p.OP_PAUSE, p.STATUS_PAUSED)
+
+    async def resume(self, namespace: str, container_id: str) -> None:
+        await self._freezer(namespace, container_id, p.OP_RESUME, p.STATUS_RUNNING)
+
+    async def _freezer(self, namespace: str, container_id: str, op: str, status: str) -> None:
+        task = self._task(namespace, container_id)
+        if task.exit is not None or task.status == p.STATUS_STOPPED:
+            raise errors.Conflict(f"cannot {op} task {container_id}: process already finished")
+        try:
+            await task.client.call(op)
+        except ShimUnreachable as exc:
+            raise errors.Unavailable(f"cannot {op} task {container_id}: {exc}") from exc
+        if task.exit is None:
+            task.status = status
+
+    # --- exec ------------------------------------------------------------------------------------------------
+
+    async def task_spec(self, namespace: str, container_id: str) -> dict[str, Any]:
+        """The OCI spec the task runs with (its bundle's config.json)."""
+        task = self._task(namespace, container_id)
+        try:
+            return await asyncio.to_thread(atomicfile.read_json, task.bundle / p.CONFIG_FILE)
+        except FileNotFoundError:
+            raise _not_found(container_id) from None
+
+    async def exec_output(self, namespace: str, container_id: str, exec_id: str, *, stdout: bool,
+                          stderr: bool) -> ExecOutput:
+        """Make the exec's output FIFOs and open their read ends; call before exec(), close() when done."""
+        task = self._task(namespace, container_id)
+        if not p.valid_exec_id(exec_id):
+            raise errors.InvalidArgument(f"invalid exec id {exec_id!r}")
+        wanted = [name for name, on in (("stdout", stdout), ("stderr", stderr)) if on]
+        fds = await asyncio.to_thread(_open_exec_fifos, task.bundle, exec_id, wanted)
+        return ExecOutput(fds)
+
+    async def exec(self, namespace: str, container_id: str, exec_id: str, process: dict[str, Any], *,
+                   stdout: bool = False, stderr: bool = False) -> int:
+        """Run an extra process in the running task (`runc exec -d` in its shim); returns its host pid.
+        With stdout/stderr, exec_output() must have been called first: the output goes there."""
+        task = self._task(namespace, container_id)
+        if task.exit is not None or task.status == p.STATUS_STOPPED:
+            raise errors.Conflict(f"cannot exec in a stopped state: task {container_id}")
+        try:
+            response = await task.client.call(p.OP_EXEC, timeout=60.0, exec_id=exec_id, process=process,
+                                              stdout=stdout, stderr=stderr)
+        except ShimUnreachable as exc:
+            raise errors.Unavailable(f"cannot exec in task {container_id}: {exc}") from exc
+        return int(response["pid"])
+
+    async def exec_wait(self, namespace: str, container_id: str, exec_id: str) -> int:
+        """The exec process's exit status (exit code, or 128 + signal), once it has exited. When the shim goes
+        away first (the container was deleted), the process died with it: 137 (SIGKILL)."""
+        task = self._task(namespace, container_id)
+        client = ShimClient(task.socket_path)
+        try:
+            response = await client.call(p.OP_EXEC_WAIT, timeout=None, exec_id=exec_id)
+        except ShimUnreachable:
+            return 128 + int(signals.SIGKILL)
+        finally:
+            await client.close()
+        return int(response["exit_status"])
+
     # --- exits -----------------------------------------------------------------------------------------------
 
     async def wait(self, namespace: str, container_id: str) -> TaskExit:
@@ -530,6 +599,66 @@ class TaskManager:
         return task.info()
 
 
+class ExecOutput:
+    """The read ends of one exec's output FIFOs: chunks() yields (stream, data) until every writer is gone."""
+
+    def __init__(self, fds: dict[str, tuple[int, Path]]) -> None:
+        self._fds = fds
+        self._queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self._open: set[str] = set()
+        self._started = False
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return tuple(self._fds)
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._started = True
+        for name, (fd, _) in self._fds.items():
+            self._open.add(name)
+            loop.add_reader(fd, self._on_readable, name, fd)
+        if not self._open:
+            self._queue.put_nowait(None)
+
+    def _on_readable(self, name: str, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._queue.put_nowait((name, data))
+            return
+        asyncio.get_running_loop().remove_reader(fd)
+        self._open.discard(name)
+        if not self._open:
+            self._queue.put_nowait(None)
+
+    async def chunks(self) -> AsyncIterator[tuple[str, bytes]]:
+        """Call once, after the exec started (before that a FIFO without a writer reads as EOF)."""
+        if not self._started:
+            self._start()
+        while (item := await self._queue.get()) is not None:
+            yield item
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        paths = []
+        for fd, path in self._fds.values():
+            if self._started:
+                loop.remove_reader(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            paths.append(path)
+        self._fds = {}
+        self._open.clear()
+        self._queue.put_nowait(None)
+        for path in paths:
+            await asyncio.to_thread(_unlink, path)
+
+
 # --- blocking helpers (run in threads) -----------------------------------------------------------------------
 
 
@@ -545,6 +674,26 @@ def _listen(path: Path) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _open_exec_fifos(bundle: Path, exec_id: str, streams: list[str]) -> dict[str, tuple[int, Path]]:
+    opened: dict[str, tuple[int, Path]] = {}
+    try:
+        for name in streams:
+            path = p.exec_fifo(bundle, exec_id, name)
+            _unlink(path)
+            os.mkfifo(path, 0o600)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise errors.InternalError(f"{path} is not a FIFO")
+            opened[name] = (fd, path)
+    except BaseException:
+        for fd, path in opened.values():
+            os.close(fd)
+            _unlink(path)
+        raise
+    return opened
 
 
 def _unlink(path: Path) -> None:

@@ -1,0 +1,57 @@
+"""/containers/{id}/exec, /exec/{id}/start (hijacked like attach), /exec/{id}/json."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from aiodock.api import hijack, params, streams
+from aiodock.api.routes.containers import _aclose, _copy_to_response, _serve_hijacked
+from aiodock.engine.backend import ExecBackend
+from aiodock.errors import InvalidArgument, NotImplementedYet
+
+EXECS = web.AppKey("execs", ExecBackend)
+routes = web.RouteTableDef()
+
+
+@routes.post("/containers/{id}/exec")
+async def create(request: web.Request) -> web.Response:
+    body = await params.json_object(request, target="container.ExecConfig")
+    exec_id = await request.app[EXECS].create(request.match_info["id"], body)
+    return streams.json_response({"Id": exec_id}, status=201)
+
+
+@routes.post("/exec/{id}/start")
+async def start(request: web.Request) -> web.StreamResponse:
+    body = await params.json_object(request, target="container.ExecStartConfig", required=False)
+    if body.get("Tty"):
+        raise NotImplementedYet("exec with a TTY (-t) is not supported yet")
+    detach = body.get("Detach", False)
+    if not isinstance(detach, bool):
+        raise InvalidArgument("Detach must be a boolean")
+    chunks = await request.app[EXECS].start(request.match_info["id"], detach=detach)
+    if chunks is None:
+        return web.Response(status=200)
+    output = streams.framed(chunks, False)
+    if not hijack.wants_upgrade(request):
+        response = await streams.start_stream(request, streams.content_type(False))
+        await _copy_to_response(response, output)
+        await _aclose(chunks)
+        return response
+    try:
+        upgraded, connection = await hijack.upgrade(request, streams.content_type(False))
+    except BaseException:
+        await _aclose(chunks)
+        raise
+    try:
+        await _serve_hijacked(connection, output, None)
+    finally:
+        await _aclose(chunks)
+    return upgraded
+
+
+@routes.get("/exec/{id}/json")
+async def inspect(request: web.Request) -> web.Response:
+    return streams.json_response(await request.app[EXECS].inspect(request.match_info["id"]))
+
+
+__all__ = ["EXECS", "routes"]
