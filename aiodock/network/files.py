@@ -14,7 +14,8 @@ _LOCAL_NS = re.compile(r"^\s*nameserver\s+(127\.\d+\.\d+\.\d+|::1)\s*$", re.MULT
 DEFAULT_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
 
 
-def hosts_content(hostname: str, extra_hosts: list[str] | None = None, host_network: bool = False) -> str:
+def hosts_content(hostname: str, extra_hosts: list[str] | None = None, host_network: bool = False,
+                  address: str | None = None) -> str:
     if host_network:
         try:
             return Path("/etc/hosts").read_text()
@@ -31,6 +32,8 @@ def hosts_content(hostname: str, extra_hosts: list[str] | None = None, host_netw
     for entry in extra_hosts or []:
         name, _, addr = entry.partition(":")
         lines.append(f"{addr}\t{name}")
+    if address:
+        lines.append(f"{address}\t{hostname}")  # the container's own address, as Docker writes it
     return "\n".join(lines) + "\n"
 
 
@@ -62,7 +65,7 @@ def resolv_conf_content(host_network: bool = False, dns: list[str] | None = None
 
 def write_container_files(cdir: Path, hostname: str, host_network: bool, extra_hosts: list[str] | None = None,
                           dns: list[str] | None = None, dns_search: list[str] | None = None,
-                          dns_options: list[str] | None = None) -> None:
+                          dns_options: list[str] | None = None, address: str | None = None) -> None:
     atomicfile.write_text(cdir / "hostname", hostname + "\n")
-    atomicfile.write_text(cdir / "hosts", hosts_content(hostname, extra_hosts, host_network))
+    atomicfile.write_text(cdir / "hosts", hosts_content(hostname, extra_hosts, host_network, address))
     atomicfile.write_text(cdir / "resolv.conf", resolv_conf_content(host_network, dns, dns_search, dns_options))

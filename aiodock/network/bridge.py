@@ -1,0 +1,49 @@
+"""The Linux bridge of a network: created with its gateway address and brought up; deleted. Blocking."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+
+def link_index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return int(found[0]) if found else None
+
+
+def exists(name: str) -> bool:
+    with IPRoute() as ipr:
+        return link_index(ipr, name) is not None
+
+
+def ensure(name: str, gateway_cidr: str) -> None:
+    """Create bridge ``name`` (if missing), give it ``gateway_cidr`` (e.g. 172.30.0.1/16) and bring it up."""
+    iface = ipaddress.ip_interface(gateway_cidr)
+    with IPRoute() as ipr:
+        index = link_index(ipr, name)
+        if index is None:
+            try:
+                ipr.link("add", ifname=name, kind="bridge")
+            except NetlinkError as exc:
+                if exc.code != 17:  # EEXIST: another caller won the race
+                    raise
+            index = link_index(ipr, name)
+            assert index is not None
+        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)}
+        if (str(iface.ip), iface.network.prefixlen) not in have:
+            ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen,
+                     broadcast=str(iface.network.broadcast_address))
+        ipr.link("set", index=index, state="up")
+
+
+def delete(name: str) -> None:
+    with IPRoute() as ipr:
+        index = link_index(ipr, name)
+        if index is not None:
+            try:
+                ipr.link("del", index=index)
+            except NetlinkError as exc:
+                if exc.code != 19:  # ENODEV
+                    raise
