@@ -32,6 +32,8 @@ class DaemonConfig:
     tlsverify: bool = False
     log_opts: dict[str, str] = field(default_factory=dict)  # json-file max-size, max-file
     shutdown_timeout: int = 15
+    bridge_name: str = "aiodock0"  # the default bridge network's Linux bridge (dockerd's -b/--bridge)
+    bip: str = "172.30.0.1/16"  # the bridge's gateway address and subnet (dockerd's --bip)
 
     @property
     def grpc_socket(self) -> Path:
@@ -55,7 +57,7 @@ class DaemonConfig:
             "containerd": "grpc_address", "default-runtime": "runtime", "cgroup-parent": "cgroup_parent",
             "log-level": "log_level", "log-format": "log_format", "tls": "tls", "tlscacert": "tlscacert",
             "tlscert": "tlscert", "tlskey": "tlskey", "tlsverify": "tlsverify", "log-opts": "log_opts",
-            "shutdown-timeout": "shutdown_timeout",
+            "shutdown-timeout": "shutdown_timeout", "bridge": "bridge_name", "bip": "bip",
         }
         known = {f.name for f in fields(self)}
         changes: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # aiodock quickstart (run as root from the repository root):
-#   installs runc + busybox-static and aiodock, starts `aiodock daemon` in the background (unless one already
+#   installs runc, busybox-static, iptables and aiodock, starts `aiodock daemon` in the background (unless one already
 #   answers), loads an offline busybox image and runs a first container.
 set -euo pipefail
 
@@ -17,10 +17,10 @@ if [[ $(id -u) != 0 ]]; then
     exit 1
 fi
 
-echo "==> installing system packages (runc, busybox-static)"
+echo "==> installing system packages (runc, busybox-static, iptables)"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q </dev/null
-apt-get install -y -q --no-install-recommends runc busybox-static ca-certificates </dev/null
+apt-get install -y -q --no-install-recommends runc busybox-static iptables ca-certificates </dev/null
 
 echo "==> installing aiodock"
 PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q . </dev/null

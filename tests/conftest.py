@@ -89,6 +89,20 @@ def cgroups_under(parent: str) -> list[str]:
     return found
 
 
+def _bridge_for(root: Path) -> tuple[str, str]:
+    """Bridge "adk" + the root's last 6 chars and a 172.30.N.0/24 subnet (N from the root name, skipping subnets
+    already on this host), so daemons running side by side never share a bridge or a subnet."""
+    import zlib
+
+    used = subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True, check=False).stdout
+    n = zlib.crc32(root.name.encode()) % 254 + 1
+    for _ in range(254):
+        if f"172.30.{n}." not in used:
+            break
+        n = n % 254 + 1
+    return "adk" + root.name[-6:], f"172.30.{n}.1/24"
+
+
 class Daemon:
     """A real `aiodock daemon` process with its own sockets, data root, exec root and cgroup parent."""
 
@@ -103,6 +117,7 @@ class Daemon:
         self.log_path = root / "daemon.log"
         self.docker_config = root / "docker-config"
         self.docker_config.mkdir(exist_ok=True)
+        self.bridge_name, self.bip = _bridge_for(root)  # each daemon its own bridge and subnet (issue #5)
         self.proc: subprocess.Popen[bytes] | None = None
         self.env = dict(os.environ, DOCKER_HOST=self.host, DOCKER_CONFIG=str(self.docker_config))
 
@@ -111,7 +126,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aiodock.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
              "--exec-root", str(self.exec_root), "--cgroup-parent", self.cgroup_parent, "--log-format", "console",
-             "--log-level", "debug"],
+             "--log-level", "debug", "--bridge-name", self.bridge_name, "--bip", self.bip],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         )
         log.close()
@@ -187,6 +202,10 @@ class Daemon:
         assert not procs, f"processes left behind: {procs}"
         assert not mounts, f"mounts left behind: {mounts}"
         assert not cgroups, f"cgroups left behind: {cgroups}"
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
+        assert f" {self.bridge_name}:" not in links, f"bridge {self.bridge_name} left behind"
+        rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
+        assert self.bridge_name not in rules, f"iptables rules of {self.bridge_name} left behind"
 
     def destroy(self) -> None:
         """Tear down whatever a failed test left, so the machine stays clean either way."""
@@ -213,6 +232,10 @@ class Daemon:
                     parent.rmdir()
                 except OSError:
                     pass
+        from aiodock.network import bridge, nat
+
+        nat.cleanup_all(self.bridge_name)
+        bridge.delete(self.bridge_name)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -262,6 +285,13 @@ def quote_filters(filters: dict[str, list[str]]) -> str:
     return urllib.parse.quote(json.dumps(filters))
 
 
+def _cwd(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:  # gone meanwhile
+        return ""
+
+
 def _leftovers() -> dict[str, list[str]]:
     base = Path("/sys/fs/cgroup")
     cgroup_children = []
@@ -271,10 +301,14 @@ def _leftovers() -> dict[str, list[str]]:
     tmp = Path("/tmp")
     with open("/proc/self/mountinfo") as fh:
         mounts = [ln.split()[4] for ln in fh if ln.split()[4].startswith("/tmp/adk-")]
-    procs = [str(pid) for pid in processes_with_cwd_under(tmp) if
-             os.readlink(f"/proc/{pid}/cwd").startswith("/tmp/adk-")]
+    procs = [str(pid) for pid in processes_with_cwd_under(Path("/tmp")) if _cwd(pid).startswith("/tmp/adk-")]
     dirs = [str(p) for p in tmp.glob("adk-*") if not p.name.startswith("adk-bench")]
-    return {"cgroups": cgroup_children, "mounts": mounts, "processes": procs, "dirs": dirs}
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
+    bridges = [ln.split(":")[1].strip() for ln in links.splitlines() if ln.split(":")[1].strip().startswith("adk")]
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
+    chains = [ln for ln in rules.splitlines() if "ADK-" in ln]
+    return {"cgroups": cgroup_children, "mounts": mounts, "processes": procs, "dirs": dirs, "links": bridges,
+            "iptables": chains}
 
 
 @pytest.fixture(scope="session", autouse=True)

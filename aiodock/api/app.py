@@ -18,7 +18,10 @@ from aiohttp import web
 from aiodock.api import hijack, middleware
 from aiodock.api.keys import CONTAINERS, IMAGES, SYSTEM, TMP_DIR
 from aiodock.api.routes import ALL
-from aiodock.engine.backend import ContainerBackend, ImageBackend, SystemBackend
+from aiodock.api.routes.events import EVENTS
+from aiodock.api.routes.exec import EXECS
+from aiodock.api.routes.networks import NETWORKS, NetworkBackend
+from aiodock.engine.backend import ContainerBackend, EventsBackend, ExecBackend, ImageBackend, SystemBackend
 from aiodock.errors import InvalidArgument
 
 log = structlog.get_logger("aiodock.api")
@@ -29,13 +32,20 @@ MAX_BODY = 64 * 1024 * 1024  # bodies read whole (container create JSON); tar up
 
 
 def create_app(*, containers: ContainerBackend, images: ImageBackend, system: SystemBackend,
-               tmp_dir: Path | None = None) -> web.Application:
+               tmp_dir: Path | None = None, execs: ExecBackend | None = None,
+               events: EventsBackend | None = None, networks: NetworkBackend | None = None) -> web.Application:
     app = web.Application(middlewares=[middleware.errors_middleware], client_max_size=MAX_BODY)
     app[CONTAINERS] = containers
     app[IMAGES] = images
     app[SYSTEM] = system
     if tmp_dir is not None:
         app[TMP_DIR] = tmp_dir
+    if execs is not None:
+        app[EXECS] = execs
+    if events is not None:
+        app[EVENTS] = events
+    if networks is not None:
+        app[NETWORKS] = networks
     for table in ALL:
         for route in table:
             assert isinstance(route, web.RouteDef)

@@ -12,6 +12,7 @@ import signal
 import socket
 import uuid
 from pathlib import Path
+from typing import cast
 
 from aiodock.api.app import TLSConfig, create_app, serve
 from aiodock.config import DaemonConfig
@@ -20,8 +21,12 @@ from aiodock.core.metadata import ContainerStore
 from aiodock.core.namespaces import NamespaceStore
 from aiodock.core.runtime.tasks import TaskManager
 from aiodock.daemon.grpc_wiring import build_grpc_server
+from aiodock.engine.backend import ImageBackend
 from aiodock.engine.containers import NAMESPACE, ContainerService
+from aiodock.engine.events import DockerEvents, EventedImages
+from aiodock.engine.exec import ExecService
 from aiodock.engine.images import ImageService
+from aiodock.engine.networking import NetworkService
 from aiodock.engine.state import ContainerFiles
 from aiodock.engine.system import SystemService
 from aiodock.errors import FailedPrecondition, InvalidArgument
@@ -80,10 +85,18 @@ class Daemon:
         self.namespaces = NamespaceStore(config.data_root, usage=self._namespace_usage)
         self.tasks = TaskManager(exec_root=config.exec_root, runtime=config.runtime, events=self.events,
                                  grpc_socket=config.grpc_socket)
+        self.networks = NetworkService(data_root=config.data_root, exec_root=config.exec_root,
+                                       bridge_name=config.bridge_name, bip=config.bip)
         self.containers = ContainerService(
             config=config, files=ContainerFiles(config.data_root / "containers"), images=self.images,
-            tasks=self.tasks, records=self.records, events=self.events,
+            tasks=self.tasks, records=self.records, events=self.events, networks=self.networks,
         )
+        self.docker_events = DockerEvents()
+        self.containers.set_docker_events(self.docker_events)
+        self.execs = ExecService(containers=self.containers, images=self.images, tasks=self.tasks,
+                                 events=self.docker_events)
+        self.containers.set_exec_lookup(self.execs.exec_ids)
+        self.networks.set_container_lookup(self.containers.inspect)
         self.system = SystemService(config=config, containers=self.containers, images=self.images,
                                     daemon_id=_daemon_id(config.data_root))
         self.grpc = build_grpc_server(self)
@@ -109,7 +122,9 @@ class Daemon:
             if not (cfg.tlscert and cfg.tlskey):
                 raise InvalidArgument("--tls needs --tlscert and --tlskey")
             tls = TLSConfig(cert=cfg.tlscert, key=cfg.tlskey, ca=cfg.tlscacert, verify=bool(cfg.tlsverify))
-        app = create_app(containers=self.containers, images=self.images, system=self.system)
+        images = cast(ImageBackend, EventedImages(self.images, self.docker_events))  # docker image events
+        app = create_app(containers=self.containers, images=images, system=self.system, execs=self.execs,
+                         events=self.docker_events, networks=self.networks)
         self._runner = await serve(app, list(cfg.hosts), tls=tls)
         log.info("daemon ready", hosts=list(cfg.hosts), grpc=str(cfg.grpc_socket), recovered_tasks=len(recovered))
 
@@ -117,7 +132,9 @@ class Daemon:
         runner = self._runner
         if runner is not None:
             await runner.cleanup()  # type: ignore[attr-defined]
+        await self.execs.close()
         await self.containers.close()
+        await self.networks.close()
         await self.grpc.close()
         await self.tasks.close()
         log.info("daemon stopped; containers keep running")

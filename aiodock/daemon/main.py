@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tlskey", type=Path, help="Path to TLS key file")
     p.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="Default json-file log options: max-size, max-file")
+    p.add_argument("-b", "--bridge-name", "--bridge", dest="bridge_name",
+                   help="Linux bridge of the default bridge network (default aiodock0)")
+    p.add_argument("--bip", help="Gateway address and subnet of the default bridge network (default 172.30.0.1/16)")
     p.add_argument("-v", "--version", action="version", version=f"aiodock {__version__}")
     return p
 
@@ -47,7 +50,7 @@ def config_from_args(argv: list[str] | None) -> DaemonConfig:
         config = config.with_file(args.config_file)
     changes: dict[str, object] = {}
     for name in ("data_root", "exec_root", "pidfile", "grpc_address", "runtime", "cgroup_parent", "log_level",
-                 "log_format", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey"):
+                 "log_format", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "bridge_name", "bip"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value

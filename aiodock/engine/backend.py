@@ -7,7 +7,7 @@ Errors are aiodock.errors classes; the API maps them to status codes once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -92,6 +92,34 @@ class ContainerBackend(Protocol):
         """(tty, chunks): live output from now on (plus past logs when options.logs) until the container stops.
         Registered before returning, so output produced right after a following start is never lost."""
 
+    async def pause(self, ref: str) -> None:
+        """Conflict "Container <id> is not running" / "Container <id> is already paused"."""
+
+    async def unpause(self, ref: str) -> None:
+        """Conflict "Container <id> is not paused"."""
+
+    async def top(self, ref: str, ps_args: str = "") -> dict[str, Any]:
+        """{"Titles": [...], "Processes": [[...], ...]}: host `ps` rows of the container's processes."""
+
+
+class ExecBackend(Protocol):
+    async def create(self, ref: str, body: dict[str, Any]) -> str:
+        """POST /containers/{id}/exec: returns the exec id. Conflict "container <id> is not running"."""
+
+    async def start(self, exec_id: str, detach: bool = False) -> AsyncIterator[OutputChunk] | None:
+        """POST /exec/{id}/start: None when detached, else the exec's output until it exits (its exit code is
+        recorded before the iterator ends). NotFound "No such exec instance: <id>"."""
+
+    async def inspect(self, exec_id: str) -> dict[str, Any]:
+        """GET /exec/{id}/json."""
+
+
+class EventsBackend(Protocol):
+    async def stream(self, since: int | None = None, until: int | None = None,
+                     filters: dict[str, list[str]] | None = None) -> AsyncIterator[Any]:
+        """GET /events: validates now, then yields events (each has to_json()) from ``since`` (ns) on, live,
+        until ``until`` (ns) when given."""
+
 
 class ImageBackend(Protocol):
     async def import_tar(self, src: Path, repo: str | None, tag: str | None, changes: list[str],
@@ -115,6 +143,23 @@ class ImageBackend(Protocol):
 
     async def prune(self, dangling_only: bool = True,
                     filters: dict[str, list[str]] | None = None) -> dict[str, Any]: ...
+
+    async def pull(self, image: str, tag: str | None, platform: str | None = None,
+                   auth_header: str | None = None) -> AsyncGenerator[dict[str, Any], None]:
+        """POST /images/create?fromImage=: resolves the manifest first (errors raised here, before any output:
+        NotFound "manifest for busybox:nope not found: ..."), then yields Docker's JSON progress messages.
+        auth_header is the raw X-Registry-Auth header."""
+
+    async def push(self, image: str, tag: str | None,
+                   auth_header: str | None = None) -> AsyncGenerator[dict[str, Any], None]:
+        """POST /images/{name}/push: NotFound "An image does not exist locally with the tag: ..." before any
+        output, then the progress messages (the last two: "TAG: digest: sha256:... size: N" and the aux)."""
+
+    async def login(self, body: dict[str, Any]) -> dict[str, str]:
+        """POST /auth: {"Status": "Login Succeeded", "IdentityToken": ""}; 401 when the registry refuses."""
+
+    async def distribution(self, image: str, auth_header: str | None = None) -> dict[str, Any]:
+        """GET /distribution/{name}/json: {"Descriptor": {...}, "Platforms": [...]}."""
 
 
 class SystemBackend(Protocol):

@@ -12,7 +12,7 @@ import builtins
 import re
 import signal as _signal
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -22,14 +22,17 @@ from aiodock.core import events as ev
 from aiodock.core.metadata import ContainerRecord, ContainerStore
 from aiodock.core.runtime.tasks import TaskManager, TaskSpec
 from aiodock.engine.backend import AttachOptions, LogOptions, OutputChunk, WaitResult
+from aiodock.engine.events import DockerEvents
 from aiodock.engine.images import Image, ImageService
 from aiodock.engine.names import NameRegistry
+from aiodock.engine.networking import NetworkService
 from aiodock.engine.signals import parse_signal
 from aiodock.engine.spec import build_spec, network_mode
 from aiodock.engine.state import Container, ContainerFiles, parse_rfc3339, rfc3339nano
 from aiodock.errors import (
     AiodockError,
     Conflict,
+    InternalError,
     InvalidArgument,
     NotFound,
     NotImplementedYet,
@@ -134,7 +137,8 @@ class ContainerService:
     """The engine's ContainerBackend (aiodock.engine.backend)."""
 
     def __init__(self, *, config: DaemonConfig, files: ContainerFiles, images: ImageService, tasks: TaskManager,
-                 records: ContainerStore, events: ev.EventExchange, namespace: str = NAMESPACE) -> None:
+                 records: ContainerStore, events: ev.EventExchange, namespace: str = NAMESPACE,
+                 networks: NetworkService | None = None) -> None:
         self._config = config
         self._files = files
         self._images = images
@@ -149,7 +153,14 @@ class ContainerService:
         self._exit_listeners: dict[str, list[asyncio.Future[None]]] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._removing: set[str] = set()
+        self._docker_events: DockerEvents | None = None  # set_docker_events
+        self._networks = networks
+        self._exec_ids: Callable[[str], builtins.list[str]] = lambda container_id: []
         images.set_usage_check(self._image_users)
+
+    def set_exec_lookup(self, exec_ids: Callable[[str], builtins.list[str]]) -> None:
+        """The exec service tells inspect which exec instances a container has (ExecIDs)."""
+        self._exec_ids = exec_ids
 
     # ---- look-ups ---------------------------------------------------------------------------------------------
 
@@ -171,6 +182,27 @@ class ContainerService:
         if len(matches) > 1:
             raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
         raise NotFound(f"No such container: {ref}")
+
+    def get(self, ref: str) -> Container:
+        """A container by id, name or unique id prefix (exec and top look containers up here)."""
+        return self._get(ref)
+
+    def set_docker_events(self, events: DockerEvents) -> None:
+        """Where Docker's events (GET /events) are recorded; the daemon wires it."""
+        self._docker_events = events
+
+    def _emit(self, action: str, container: Container | str, **extra: Any) -> None:
+        """Record a Docker container event (no-op until set_docker_events)."""
+        events = self._docker_events
+        if events is None:
+            return
+        if isinstance(container, str):
+            found = self._containers.get(container)
+            if found is None:
+                return
+            container = found
+        events.container(action, container.id, container.name, str(container.config.get("Image", "")),
+                         container.config.get("Labels") or {}, **extra)
 
     def _lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())
@@ -217,6 +249,8 @@ class ContainerService:
                     await self._save(container.with_state(pid=info.pid))
                 self._monitors[container.id] = asyncio.create_task(self._monitor(container.id))
                 log.info("reattached running container", container=container.id, pid=info.pid)
+        if self._networks is not None:
+            await self._networks.restore({c.id for c in self._containers.values() if c.state.running})
 
     async def close(self) -> None:
         for task in self._monitors.values():
@@ -239,7 +273,7 @@ class ContainerService:
         if body.get("Tty"):
             raise NotImplementedYet("TTY containers (-t) are not supported yet")
         mode = network_mode(host_config)
-        if mode not in ("bridge", "host", "none"):
+        if mode not in ("bridge", "host", "none") and not (self._networks and self._networks.exists(mode)):
             if mode.startswith("container:"):
                 raise NotImplementedYet("--network container:<id> is not supported yet")
             raise NotFound(f"network {mode} not found")
@@ -287,6 +321,7 @@ class ContainerService:
             await asyncio.to_thread(self._files.remove, container_id)
             raise
         self._events.publish(self._ns, ev.CONTAINER_CREATE, ev.ContainerCreate(container_id, image_ref, RUNTIME_NAME))
+        self._emit("create", container_id)  # docker event
         return container_id, warnings
 
     # ---- start ------------------------------------------------------------------------------------------------
@@ -318,15 +353,26 @@ class ContainerService:
         mode = network_mode(hc)
         began = time.perf_counter()
         rootfs = await self._images.rootfs_mounts(cid)
-        await asyncio.to_thread(
-            write_container_files, cdir, container.config.get("Hostname") or cid[:12], mode == "host",
-            hc.get("ExtraHosts"), hc.get("Dns"), hc.get("DnsSearch"), hc.get("DnsOptions"),
-        )
-        spec = await asyncio.to_thread(
-            build_spec, container_id=cid, config=container.config, host_config=hc,
-            args=[container.path, *container.args], rootfs=rootfs, container_dir=cdir,
-            cgroup_parent=hc.get("CgroupParent") or self._config.cgroup_parent,
-        )
+        attachment = None
+        if self._networks is not None:
+            attachment = await self._networks.attach(
+                cid, mode, port_bindings=hc.get("PortBindings"), publish_all=bool(hc.get("PublishAllPorts")),
+                exposed_ports=container.config.get("ExposedPorts"))
+        try:
+            await asyncio.to_thread(
+                write_container_files, cdir, container.config.get("Hostname") or cid[:12], mode == "host",
+                hc.get("ExtraHosts"), hc.get("Dns"), hc.get("DnsSearch"), hc.get("DnsOptions"),
+                attachment.ip if attachment else None,
+            )
+            spec = await asyncio.to_thread(
+                build_spec, container_id=cid, config=container.config, host_config=hc,
+                args=[container.path, *container.args], rootfs=rootfs, container_dir=cdir,
+                cgroup_parent=hc.get("CgroupParent") or self._config.cgroup_parent,
+                netns_path=attachment.netns_path if attachment else None,
+            )
+        except BaseException:
+            await self._detach_network(cid)
+            raise
         log_opts = dict(self._config.log_opts)
         log_opts.update((hc.get("LogConfig") or {}).get("Config") or {})
         max_size, max_files = jsonfile.parse_log_opts(log_opts)
@@ -355,6 +401,7 @@ class ContainerService:
             status="running", pid=info.pid, exit_code=0, error="", started_at=rfc3339nano(),
             finished_at="0001-01-01T00:00:00Z", oom_killed=False,
         ))
+        self._emit("start", cid)  # docker event
         self._monitors[cid] = asyncio.create_task(self._monitor(cid))
         log.debug("container started", container=cid, pid=info.pid,
                   prepare_ms=round((prepared - began) * 1000, 1), create_ms=round((created - prepared) * 1000, 1),
@@ -365,6 +412,14 @@ class ContainerService:
             await self._tasks.delete(self._ns, cid, force=True)
         except AiodockError:
             pass
+        await self._detach_network(cid)
+
+    async def _detach_network(self, cid: str, forget: bool = False) -> None:
+        if self._networks is not None:
+            try:
+                await self._networks.detach(cid, forget=forget)
+            except (AiodockError, OSError) as exc:
+                log.warning("network detach failed", container=cid, error=str(exc))
 
     async def _monitor(self, cid: str) -> None:
         try:
@@ -391,9 +446,11 @@ class ContainerService:
             container = container.with_state(status="exited", exit_code=exit_code, pid=0, error=error,
                                              finished_at=rfc3339nano(exited_at))
             await self._save(container)
+            self._emit("die", container, exitCode=str(exit_code))  # docker event
             auto_remove = bool(container.host_config.get("AutoRemove"))
             self._notify_exit(cid, exit_code)  # stop/wait answer now; the clean-up below still holds the lock
             await self._delete_task(cid)
+            await self._detach_network(cid)
         if auto_remove:
             try:
                 await self.remove(cid, force=True)
@@ -432,7 +489,66 @@ class ContainerService:
         return fut
 
     async def _signal(self, container: Container, signum: int) -> None:
+        self._emit("kill", container, signal=str(signum))  # before the signal: the die event cannot precede it
         await self._tasks.kill(self._ns, container.id, signum)
+        current = self._containers.get(container.id)
+        if current is not None and current.state.status == "paused":
+            # As Docker: a frozen container gets the signal once thawed, so unpause after signalling.
+            try:
+                await self._tasks.resume(self._ns, container.id)
+            except AiodockError as exc:
+                log.warning("cannot unpause container", container=container.id, error=str(exc))
+                return
+            current = self._containers.get(container.id)
+            if current is not None and current.state.status == "paused":
+                await self._save(current.with_state(status="running"))
+            self._emit("unpause", container)
+
+    # ---- pause / unpause / top --------------------------------------------------------------------------------
+
+    async def pause(self, ref: str) -> None:
+        container = self._get(ref)
+        async with self._lock(container.id):
+            container = self._get(container.id)
+            if container.state.status == "paused":
+                raise Conflict(f"Container {container.id} is already paused")
+            if container.state.status == "restarting":
+                raise Conflict(f"Container {container.id} is restarting, wait until the container is running")
+            if not container.state.running:
+                raise Conflict(f"Container {container.id} is not running")
+            await self._tasks.pause(self._ns, container.id)
+            await self._save(container.with_state(status="paused"))
+        self._emit("pause", container)
+
+    async def unpause(self, ref: str) -> None:
+        container = self._get(ref)
+        async with self._lock(container.id):
+            container = self._get(container.id)
+            if container.state.status != "paused":
+                raise Conflict(f"Container {container.id} is not paused")
+            await self._tasks.resume(self._ns, container.id)
+            await self._save(container.with_state(status="running"))
+        self._emit("unpause", container)
+
+    async def top(self, ref: str, ps_args: str = "") -> dict[str, Any]:
+        """Docker's top: the host's `ps` (default -ef), rows kept for the container's pids."""
+        container = self._get(ref)
+        if container.state.status == "restarting":
+            raise Conflict(f"Container {container.id} is restarting, wait until the container is running")
+        if not container.state.running:
+            raise Conflict(f"Container {container.id} is not running")
+        pids = set(await self._tasks.pids(self._ns, container.id))
+        args = ps_args.split() if ps_args else ["-ef"]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "ps", *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+        except OSError as exc:
+            raise InternalError(f"Error running ps: {exc}") from None
+        out, err = await proc.communicate()
+        if proc.returncode:
+            raise InternalError(f"Error running ps: exit status {proc.returncode}: {err.decode().strip()}")
+        return parse_ps(out.decode(errors="replace"), pids)
 
     async def kill(self, ref: str, signal: str | None = None) -> None:
         container = self._get(ref)
@@ -450,6 +566,7 @@ class ContainerService:
             raise NotModified("container already stopped")
         await self._save(replace(container, manually_stopped=True))
         await self._stop_running(container, timeout, signal)
+        self._emit("stop", container)  # docker event
 
     async def _stop_running(self, container: Container, timeout: int | None, signal: str | None) -> None:
         stop_signal = parse_signal(signal or container.config.get("StopSignal"), default=_signal.SIGTERM)
@@ -477,10 +594,12 @@ class ContainerService:
         container = self._get(ref)
         if container.state.running:
             await self._stop_running(container, timeout, signal)
+            self._emit("stop", container)  # docker event
         async with self._lock(container.id):
             container = self._get(container.id)
             if not container.state.running:
                 await self._start_locked(replace(container, restart_count=container.restart_count))
+        self._emit("restart", container.id)  # docker event
 
     # ---- wait -------------------------------------------------------------------------------------------------
 
@@ -523,6 +642,7 @@ class ContainerService:
                 raise Conflict(f"could not kill running container {container.id}, cannot remove")
             self._removing.add(container.id)
             try:
+                await self._detach_network(container.id, forget=True)
                 await self._images.remove_rootfs(container.id)
                 await asyncio.to_thread(self._files.remove, container.id)
                 try:
@@ -539,6 +659,7 @@ class ContainerService:
                     waiter.set_result(WaitResult(container.state.exit_code))
         self._locks.pop(container.id, None)
         self._events.publish(self._ns, ev.CONTAINER_DELETE, ev.ContainerDelete(container.id))
+        self._emit("destroy", container)  # docker event
 
     async def rename(self, ref: str, new_name: str) -> None:
         container = self._get(ref)
@@ -551,6 +672,7 @@ class ContainerService:
             name = self._names.reserve(new_name, container.id)
             self._names.release(container.name)
             await self._save(replace(container, name=name))
+        self._emit("rename", container.id, oldName="/" + container.name)  # docker event
 
     async def prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
         unknown = set(filters) - {"until", "label", "label!"}
@@ -648,12 +770,12 @@ class ContainerService:
             "ImageID": container.image_id,
             "Command": command,
             "Created": int(parse_rfc3339(container.created).timestamp()),
-            "Ports": [],
+            "Ports": self._networks.port_list(container.id) if self._networks else [],
             "Labels": container.config.get("Labels") or {},
             "State": container.state.status,
             "Status": _status_text(container),
             "HostConfig": {"NetworkMode": mode},
-            "NetworkSettings": {"Networks": _networks(container)},
+            "NetworkSettings": {"Networks": self._network_entries(container)},
             "Mounts": _mounts(container),
         }
         if size:
@@ -693,7 +815,7 @@ class ContainerService:
             "MountLabel": "",
             "ProcessLabel": "",
             "AppArmorProfile": "",
-            "ExecIDs": None,
+            "ExecIDs": self._exec_ids(container.id) or None,
             "HostConfig": container.host_config,
             "GraphDriver": {"Data": graph or None, "Name": "overlay2"},
             "Mounts": _mounts(container),
@@ -703,13 +825,21 @@ class ContainerService:
                 "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
                 "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
                 "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-                "Networks": _networks(container),
+                "Networks": self._network_entries(container),
             },
         }
+        if self._networks is not None and network_mode(container.host_config) not in ("host", "none"):
+            result["NetworkSettings"].update(self._networks.settings(container.id))
         if size:
             result["SizeRw"] = await self._images.rootfs_size(container.id)
             result["SizeRootFs"] = result["SizeRw"]
         return result
+
+    def _network_entries(self, container: Container) -> dict[str, Any]:
+        mode = network_mode(container.host_config)
+        if self._networks is not None and mode not in ("host", "none"):
+            return self._networks.endpoints(container.id, mode)
+        return _networks(container)
 
     # ---- logs / attach ----------------------------------------------------------------------------------------
 
@@ -750,10 +880,33 @@ class ContainerService:
             return False, _from_entries(entries)
         source = self._follow(self._files.log_path(container.id), None, options.stdout, options.stderr,
                               None if options.logs else 0, self._exit_event(container.id))
+        self._emit("attach", container)  # docker event
         return False, _pumped(source)
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
+
+def parse_ps(output: str, pids: set[int]) -> dict[str, Any]:
+    """`ps` output -> {"Titles", "Processes"} with the rows of ``pids`` (the last column keeps its spaces)."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    if not lines:
+        raise InternalError("Error running ps: no output")
+    titles = lines[0].split()
+    if "PID" not in titles:
+        raise InternalError("Couldn't find PID field in ps output")
+    index = titles.index("PID")
+    processes = []
+    for line in lines[1:]:
+        fields = line.split()
+        try:
+            pid = int(fields[index])
+        except (IndexError, ValueError):
+            continue
+        if pid in pids:
+            head = fields[:len(titles) - 1]
+            processes.append(head + [" ".join(fields[len(titles) - 1:])])
+    return {"Titles": titles, "Processes": processes}
+
 
 async def _exited_within(exited: asyncio.Future[None], seconds: float) -> bool:
     """Wait for an exit future without cancelling it (other waiters share it)."""

@@ -117,7 +117,8 @@ def _bind_mounts(host_config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[str, Any], args: list[str],
-               rootfs: list[Mount], container_dir: Path, cgroup_parent: str) -> dict[str, Any]:
+               rootfs: list[Mount], container_dir: Path, cgroup_parent: str,
+               netns_path: str | None = None) -> dict[str, Any]:  # network hook: netns_path
     """Blocking (reads the image's passwd/group and the host's paths): call from a thread."""
     spec = default_spec(container_id, cgroups_path=f"/{cgroup_parent.strip('/')}/{container_id}")
     opts.with_process_args(spec, args)
@@ -138,7 +139,7 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
     host_net = mode == "host"
     if not host_net:
         opts.with_hostname(spec, config.get("Hostname") or container_id[:12])
-    opts.with_network_namespace(spec, "host" if host_net else "private")
+    opts.with_network_namespace(spec, "host" if host_net else netns_path or "private")
     mounts = _bind_mounts(host_config)
     for fname, dest in (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"),
                         ("resolv.conf", "/etc/resolv.conf")):

@@ -56,7 +56,7 @@ def test_network_modes(daemon: Daemon, busybox: str) -> None:
     code, out, err = run(daemon, "--network", "none", busybox, "ls", "/sys/class/net")
     assert (code, out.split()) == (0, ["lo"]), err
     code, out, err = run(daemon, busybox, "ls", "/sys/class/net")
-    assert out.split() == ["lo"]
+    assert out.split() == ["eth0", "lo"]  # the default bridge network
     code, out, err = run(daemon, "--network", "host", busybox, "ls", "/sys/class/net")
     assert len(out.split()) > 1 and "lo" in out.split()
 
@@ -64,11 +64,13 @@ def test_network_modes(daemon: Daemon, busybox: str) -> None:
 def test_hostname_hosts_resolv_and_env(daemon: Daemon, busybox: str) -> None:
     code, out, err = run(daemon, "--hostname", "box1", "-e", "FOO=bar", busybox, "sh", "-c",
                          "hostname; cat /etc/hostname; grep -c localhost /etc/hosts; echo $FOO; "
-                         "test -s /etc/resolv.conf && echo resolv")
+                         "test -s /etc/resolv.conf && echo resolv; grep box1 /etc/hosts; ip -4 -o addr show eth0")
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == "box1" and lines[1] == "box1" and int(lines[2]) >= 1 and lines[3] == "bar"
     assert lines[4] == "resolv"
+    own_ip = lines[6].split(" inet ")[1].split("/")[0]
+    assert lines[5] == f"{own_ip}\tbox1"  # the container's own address, as Docker writes it
 
 
 def test_stop_signal_and_timeout_from_config(daemon: Daemon, busybox: str) -> None:

@@ -8,8 +8,10 @@ import os
 import re
 import socket
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -61,6 +63,15 @@ def pushed(daemon: Daemon, registry: Registry) -> tuple[str, str, str]:
     return repo, m.group(1), image_id(daemon, "busybox:latest")
 
 
+def recent_events(daemon: Daemon, action: str) -> list[dict[str, Any]]:
+    """Docker events of the last minute with that action (GET /events with since and until)."""
+    now = time.time()
+    query = urllib.parse.quote(json.dumps({"event": [action]}))
+    status, body = daemon.api("GET", f"/events?since={now - 60:.9f}&until={now + 0.2:.9f}&filters={query}")
+    assert status == 200
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
 def test_push_lands_in_the_registry(daemon: Daemon, registry: Registry, pushed: tuple[str, str, str]) -> None:
     repo, digest, _ = pushed
     req = urllib.request.Request(f"http://{registry.host}/v2/busybox/manifests/latest", headers={
@@ -72,6 +83,7 @@ def test_push_lands_in_the_registry(daemon: Daemon, registry: Registry, pushed: 
     assert manifest["schemaVersion"] == 2 and manifest["layers"]
     again = daemon.docker("push", f"{repo}:latest", check=True).stdout
     assert "Layer already exists" in again and f"latest: digest: {digest}" in again, again
+    assert f"{repo}:latest" in [e["Actor"]["ID"] for e in recent_events(daemon, "push")]
     inspect = json.loads(daemon.docker("image", "inspect", f"{repo}:latest", check=True).stdout)[0]
     assert f"{repo}@{digest}" in inspect["RepoDigests"]
 
@@ -93,6 +105,8 @@ def test_pull_by_tag_and_by_digest_then_run(daemon: Daemon, pushed: tuple[str, s
             assert text in out, out
         assert out.strip().endswith(f"{repo}:latest")
         assert image_id(daemon, f"{repo}:latest") == iid
+        pulls = recent_events(daemon, "pull")
+        assert (f"{repo}:latest", f"{repo}") in [(e["Actor"]["ID"], e["Actor"]["Attributes"]["name"]) for e in pulls]
         run = daemon.docker("run", "--rm", f"{repo}:latest", "echo", "pulled and running", check=True)
         assert run.stdout == "pulled and running\n"
         again = daemon.docker("pull", f"{repo}:latest", check=True).stdout

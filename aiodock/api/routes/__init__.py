@@ -1,9 +1,12 @@
 """One RouteTableDef per Engine API resource."""
 
 from aiodock.api.routes.containers import routes as container_routes
+from aiodock.api.routes.events import routes as event_routes
+from aiodock.api.routes.exec import routes as exec_routes
 from aiodock.api.routes.images import routes as image_routes
+from aiodock.api.routes.networks import routes as network_routes
 from aiodock.api.routes.system import routes as system_routes
 
-ALL = (system_routes, container_routes, image_routes)
+ALL = (system_routes, container_routes, image_routes, network_routes, exec_routes, event_routes)
 
-__all__ = ["ALL", "container_routes", "image_routes", "system_routes"]
+__all__ = ["ALL", "container_routes", "event_routes", "exec_routes", "image_routes", "network_routes", "system_routes"]

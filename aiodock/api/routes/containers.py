@@ -80,6 +80,24 @@ async def kill(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@routes.post("/containers/{id}/pause")
+async def pause(request: web.Request) -> web.Response:
+    await request.app[CONTAINERS].pause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/unpause")
+async def unpause(request: web.Request) -> web.Response:
+    await request.app[CONTAINERS].unpause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+@routes.get("/containers/{id}/top")
+async def top(request: web.Request) -> web.Response:
+    return streams.json_response(await request.app[CONTAINERS].top(
+        request.match_info["id"], request.query.get("ps_args", "")))
+
+
 @routes.post("/containers/{id}/wait")
 async def wait(request: web.Request) -> web.StreamResponse:
     condition = request.query.get("condition", "") or "not-running"

@@ -133,6 +133,20 @@ class Images:
         self.calls.append(("import", (src.read_bytes(), repo, tag, changes, message)))
         return "sha256:" + "a" * 64
 
+    async def pull(self, image: str, tag: str | None, platform: str | None = None,
+                   auth_header: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Errors before the first message raise here; later ones come out of the progress."""
+        if image == "missing":
+            raise NotFound(f"pull access denied for {image}, repository does not exist or may require "
+                           "'docker login': denied: requested access to the resource is denied")
+
+        async def progress() -> AsyncIterator[dict[str, Any]]:
+            yield {"status": f"Pulling from library/{image}", "id": tag or "latest"}
+            if image == "broken":
+                raise InvalidArgument("unexpected EOF")
+            yield {"status": f"Status: Downloaded newer image for {image}:{tag}"}
+        return progress()
+
     async def load(self, src: Path) -> list[str]:
         self.seen_files.append(src)
         if src.read_bytes() == b"bad":

@@ -27,11 +27,26 @@ async def test_import_from_body(client: TestClient, images: Images, tmp_path: Pa
     assert list(tmp_path.iterdir()) == []
 
 
-async def test_pull_is_an_error_stream(client: TestClient) -> None:
+async def test_pull_streams_progress_as_json_lines(client: TestClient) -> None:
     resp = await client.post("/images/create?fromImage=busybox&tag=latest")
+    assert resp.status == 200 and resp.headers["Content-Type"] == "application/json"
+    lines = [json.loads(line) for line in (await resp.read()).splitlines() if line.strip()]
+    assert lines == [{"status": "Pulling from library/busybox", "id": "latest"},
+                     {"status": "Status: Downloaded newer image for busybox:latest"}]
+
+
+async def test_pull_error_before_progress_is_an_http_error(client: TestClient) -> None:
+    resp = await client.post("/images/create?fromImage=missing&tag=latest")
+    assert resp.status == 404
+    assert (await resp.json())["message"].startswith("pull access denied for missing")
+
+
+async def test_pull_error_during_progress_ends_the_stream_with_error_detail(client: TestClient) -> None:
+    resp = await client.post("/images/create?fromImage=broken&tag=1")
     assert resp.status == 200
-    message = json.loads(await resp.read())
-    assert "busybox:latest" in message["error"] and message["errorDetail"]["message"] == message["error"]
+    lines = [json.loads(line) for line in (await resp.read()).splitlines() if line.strip()]
+    assert lines[0]["status"] == "Pulling from library/broken"
+    assert lines[-1] == {"errorDetail": {"message": "unexpected EOF"}, "error": "unexpected EOF"}
 
 
 async def test_load(client: TestClient, images: Images) -> None:
