@@ -70,6 +70,7 @@ class Shim:
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._forwarder: asyncio.Task[None] | None = None
+        self._runc_deleted: asyncio.Task[None] | None = None
         self._execs: dict[str, _ExecProcess] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -381,11 +382,10 @@ class Shim:
                 except TimeoutError as exc:
                     raise ShimError("timed out waiting for the init process to exit", "InternalError") from exc
             elif self.runc is not None and self.status == p.STATUS_STOPPED:
-                try:
-                    await self.runc.run(self._reaper, ["delete", self.container_id])
-                except RuncError as exc:
-                    if "does not exist" not in exc.message:
-                        await self._force_delete_quietly()
+                if self._runc_deleted is not None:
+                    await self._runc_deleted  # started as soon as the init exited
+                else:
+                    await self._delete_stopped()
             response: dict[str, Any] = (
                 self.exit.to_json() if self.exit is not None
                 else {"pid": self.init_pid, "exit_status": 0, "exited_at": p.format_timestamp(time.time_ns())}
@@ -412,6 +412,15 @@ class Shim:
             if "does not exist" not in exc.message:
                 log(f"runc delete --force: {exc.message}")
 
+    async def _delete_stopped(self) -> None:
+        """`runc delete` of the stopped container (its state dir and cgroup)."""
+        assert self.runc is not None
+        try:
+            await self.runc.run(self._reaper, ["delete", self.container_id])
+        except RuncError as exc:
+            if "does not exist" not in exc.message:
+                await self._force_delete_quietly()
+
     async def _monitor_init(self, exited: asyncio.Future[Exit]) -> None:
         result = await exited
         log(f"init {result.pid} exited with status {result.status}")
@@ -433,6 +442,10 @@ class Shim:
             self._forwarder = self._spawn_background(
                 forward_exit(self.request.grpc_address, self.request.namespace, self.container_id, record, log)
             )
+        if self.runc is not None and self.status == p.STATUS_STOPPED:
+            # The daemon deletes every exited task: run `runc delete` now, beside the exit report, so that the
+            # delete the daemon sends next (on the stop/rm path) finds it done.
+            self._runc_deleted = self._spawn_background(self._delete_stopped())
 
 
 def _open_exec_output(bundle: str, exec_id: str, stream: str, wanted: bool) -> int:
