@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from aiodock.network.netlink import error_code, iproute, link_exists, netlink_error
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 
 def link_index(ipr: IPRoute, name: str) -> int | None:
@@ -14,20 +17,19 @@ def link_index(ipr: IPRoute, name: str) -> int | None:
 
 
 def exists(name: str) -> bool:
-    with IPRoute() as ipr:
-        return link_index(ipr, name) is not None
+    return link_exists(name)
 
 
 def ensure(name: str, gateway_cidr: str) -> None:
     """Create bridge ``name`` (if missing), give it ``gateway_cidr`` (e.g. 172.30.0.1/16) and bring it up."""
     iface = ipaddress.ip_interface(gateway_cidr)
-    with IPRoute() as ipr:
+    with iproute() as ipr:
         index = link_index(ipr, name)
         if index is None:
             try:
                 ipr.link("add", ifname=name, kind="bridge")
-            except NetlinkError as exc:
-                if exc.code != 17:  # EEXIST: another caller won the race
+            except netlink_error() as exc:
+                if error_code(exc) != 17:  # EEXIST: another caller won the race
                     raise
             index = link_index(ipr, name)
             assert index is not None
@@ -39,11 +41,13 @@ def ensure(name: str, gateway_cidr: str) -> None:
 
 
 def delete(name: str) -> None:
-    with IPRoute() as ipr:
+    if not link_exists(name):
+        return
+    with iproute() as ipr:
         index = link_index(ipr, name)
         if index is not None:
             try:
                 ipr.link("del", index=index)
-            except NetlinkError as exc:
-                if exc.code != 19:  # ENODEV
+            except netlink_error() as exc:
+                if error_code(exc) != 19:  # ENODEV
                     raise

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from aiodock.network.netlink import error_code, iproute, link_exists, netlink_error
+
+if TYPE_CHECKING:
+    pass
 
 from aiodock.network import netns
 from aiodock.network.bridge import link_index
@@ -33,7 +36,7 @@ def create(*, container_id: str, netns_path: Path, bridge: str, ip: str, prefix_
     host = host_name(container_id, index)
     peer = f"vp{container_id[:9]}x{index}"
     mac = mac_for(ip)
-    with IPRoute() as ipr:
+    with iproute() as ipr:
         old = link_index(ipr, host)
         if old is not None:  # a leftover of an earlier, interrupted attach
             ipr.link("del", index=old)
@@ -55,7 +58,7 @@ def create(*, container_id: str, netns_path: Path, bridge: str, ip: str, prefix_
         except BaseException:
             delete(container_id, index)
             raise
-    with netns.entered(netns_path), IPRoute() as nsr:
+    with netns.entered(netns_path), iproute() as nsr:
         lo = link_index(nsr, "lo")
         if lo is not None:
             nsr.link("set", index=lo, state="up")
@@ -72,16 +75,18 @@ def create(*, container_id: str, netns_path: Path, bridge: str, ip: str, prefix_
 
 def delete(container_id: str, index: int = 0) -> None:
     """Delete the host end (the kernel deletes its peer); a missing pair is fine."""
-    with IPRoute() as ipr:
+    if not link_exists(host_name(container_id, index)):
+        return
+    with iproute() as ipr:
         link = link_index(ipr, host_name(container_id, index))
         if link is not None:
             try:
                 ipr.link("del", index=link)
-            except NetlinkError as exc:
-                if exc.code != 19:
+            except netlink_error() as exc:
+                if error_code(exc) != 19:
                     raise
 
 
 def exists(container_id: str, index: int = 0) -> bool:
-    with IPRoute() as ipr:
+    with iproute() as ipr:
         return link_index(ipr, host_name(container_id, index)) is not None
