@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from aiodock.core.oci.capabilities import host_capabilities
-from aiodock.core.runtime.tasks import ExecOutput, TaskManager
-from aiodock.engine.backend import OutputChunk
+from aiodock.core.runtime.tasks import ExecOutput, TaskManager, TaskStdin
+from aiodock.engine.backend import OutputChunk, StdinSink
 from aiodock.engine.containers import NAMESPACE, ContainerService
 from aiodock.engine.events import DockerEvents
 from aiodock.engine.images import ImageService
@@ -48,6 +48,7 @@ class ExecRecord:
     attach_stdout: bool
     attach_stderr: bool
     detach_keys: str
+    console_size: tuple[int, int] | None = None  # (height, width): the pty's size at start (Tty)
     running: bool = False
     started: bool = False
     exit_code: int | None = None
@@ -87,6 +88,13 @@ def _strings(body: dict[str, Any], key: str) -> list[str]:
     return list(value)
 
 
+def _console_size(value: Any) -> tuple[int, int] | None:
+    """ExecConfig.ConsoleSize [height, width] (the docker CLI sends the terminal's), when set."""
+    if (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and 0 < v <= 0xFFFF for v in value)):
+        return value[0], value[1]
+    return None
+
+
 def merge_env(base: list[str], overrides: list[str]) -> list[str]:
     """Docker's ReplaceOrAppendEnvValues: an override replaces the variable of the same name, or is appended."""
     merged = list(base)
@@ -108,6 +116,7 @@ class _ExecStream:
 
     def __init__(self, service: ExecService, container: Container, record: ExecRecord,
                  done: asyncio.Event) -> None:
+        self.stdin = _ExecStdin() if record.attach_stdin else None
         self._service = service
         self._container = container
         self._record = record
@@ -123,6 +132,9 @@ class _ExecStream:
         return await self._gen.__anext__()
 
     async def aclose(self) -> None:
+        if self.stdin is not None:
+            self.stdin.ready(None)
+            await self.stdin.close()
         await self._gen.aclose()
         if self._output is not None:
             await self._output.close()
@@ -132,7 +144,8 @@ class _ExecStream:
     async def _run(self) -> AsyncGenerator[OutputChunk, None]:
         self._launched = True
         try:
-            self._output = await self._service._launch(self._container, self._record, attach=True)
+            self._output = await self._service._launch(self._container, self._record, attach=True,
+                                                       stdin=self.stdin)
         except AiodockError as exc:
             self._service._finish(self._record, START_FAILED_EXIT_CODE, self._container)
             yield OutputChunk("stdout", (exc.message + "\r\n").encode())
@@ -140,6 +153,9 @@ class _ExecStream:
         except BaseException:
             self._service._finish(self._record, START_FAILED_EXIT_CODE, self._container)
             raise
+        finally:
+            if self.stdin is not None:
+                self.stdin.ready(None)  # no-op once the launch handed it the writer
         try:
             if self._output is not None:
                 async for stream, data in self._output.chunks():
@@ -148,6 +164,34 @@ class _ExecStream:
         finally:
             if self._output is not None:
                 await self._output.close()
+
+
+class _ExecStdin:
+    """The client's stdin for an attached exec: held until the process is launched (its FIFO exists), then
+    written to it; close() gives the process EOF (a stdin that ends before the launch: EOF right away)."""
+
+    def __init__(self) -> None:
+        self._writer: TaskStdin | None = None
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def ready(self, writer: TaskStdin | None) -> None:
+        if self._ready.is_set():
+            return
+        self._writer = writer
+        self._ready.set()
+
+    async def write(self, data: bytes) -> None:
+        await self._ready.wait()
+        if self._writer is None or self._closed:
+            raise BrokenPipeError("the exec's stdin is closed")
+        await self._writer.write(data)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._ready.is_set() and self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.close()
 
 
 class ExecService:
@@ -192,6 +236,12 @@ class ExecService:
             self._events.container(action, container.id, container.name, str(container.config.get("Image", "")),
                                    container.config.get("Labels") or {}, **extra)
 
+    async def resize(self, exec_id: str, height: int, width: int) -> None:
+        record = self._get(exec_id)
+        if not record.tty:
+            raise NotImplementedYet("exec with a TTY (-t) is not supported yet")
+        await self._tasks.resize(self._ns, record.container_id, width, height, exec_id=record.id)
+
     # ---- create -----------------------------------------------------------------------------------------------
 
     async def create(self, ref: str, body: dict[str, Any]) -> str:
@@ -201,10 +251,6 @@ class ExecService:
         cmd = _strings(body, "Cmd")
         if not cmd:
             raise InvalidArgument("No exec command specified")
-        if body.get("Tty"):
-            raise NotImplementedYet("exec with a TTY (-t) is not supported yet")
-        if body.get("AttachStdin"):
-            raise NotImplementedYet("exec with stdin attached (-i) is not supported yet")
         user = body.get("User") or ""
         working_dir = body.get("WorkingDir") or ""
         detach_keys = body.get("DetachKeys") or ""
@@ -216,9 +262,10 @@ class ExecService:
         record = ExecRecord(
             id=new_id(), container_id=container.id, entrypoint=cmd[0], arguments=tuple(cmd[1:]),
             env=tuple(_strings(body, "Env")), working_dir=working_dir, user=user,
-            privileged=bool(body.get("Privileged")), tty=False, attach_stdin=False,
+            privileged=bool(body.get("Privileged")), tty=bool(body.get("Tty")),
+            attach_stdin=bool(body.get("AttachStdin")),
             attach_stdout=bool(body.get("AttachStdout")), attach_stderr=bool(body.get("AttachStderr")),
-            detach_keys=detach_keys,
+            detach_keys=detach_keys, console_size=_console_size(body.get("ConsoleSize")),
         )
         self._execs[record.id] = record
         self._trim()
@@ -233,7 +280,8 @@ class ExecService:
 
     # ---- start ------------------------------------------------------------------------------------------------
 
-    async def start(self, exec_id: str, detach: bool = False) -> AsyncIterator[OutputChunk] | None:
+    async def start(self, exec_id: str, detach: bool = False
+                    ) -> tuple[bool, AsyncIterator[OutputChunk], StdinSink | None] | None:
         """Start the exec. Detached: None once it runs. Attached: its output until it exits (the exit code is
         recorded before the stream ends); a process that cannot start yields the error and records 126."""
         record = self._get(exec_id)
@@ -247,7 +295,8 @@ class ExecService:
         done = asyncio.Event()
         self._done[exec_id] = done
         if not detach:
-            return _ExecStream(self, container, record, done)
+            stream = _ExecStream(self, container, record, done)
+            return record.tty, stream, stream.stdin
         try:
             await self._launch(container, record, attach=False)
         except BaseException:
@@ -255,21 +304,35 @@ class ExecService:
             raise
         return None
 
-    async def _launch(self, container: Container, record: ExecRecord, attach: bool) -> ExecOutput | None:
-        """Run the exec's process; with attach, its output FIFOs are returned (the caller closes them)."""
+    async def _launch(self, container: Container, record: ExecRecord, attach: bool,
+                      stdin: _ExecStdin | None = None) -> ExecOutput | None:
+        """Run the exec's process; with attach, its output FIFOs are returned (the caller closes them) and the
+        client's stdin (when attached) is handed its FIFO."""
         process = await self._process(container, record)
         output: ExecOutput | None = None
-        if attach and (record.attach_stdout or record.attach_stderr):
+        writer: TaskStdin | None = None
+        # With a TTY, stdout and stderr are the one pty: its output comes as stdout.
+        want_stdout = record.attach_stdout or (record.tty and record.attach_stderr)
+        want_stderr = record.attach_stderr and not record.tty
+        if attach and (want_stdout or want_stderr):
             output = await self._tasks.exec_output(self._ns, container.id, record.id,
-                                                   stdout=record.attach_stdout, stderr=record.attach_stderr)
+                                                   stdout=want_stdout, stderr=want_stderr)
         try:
+            if attach and stdin is not None:
+                writer = await self._tasks.exec_stdin(self._ns, container.id, record.id)
             pid = await self._tasks.exec(self._ns, container.id, record.id, process,
-                                         stdout=bool(output and record.attach_stdout),
-                                         stderr=bool(output and record.attach_stderr))
+                                         stdout=bool(output and want_stdout),
+                                         stderr=bool(output and want_stderr), stdin=writer is not None)
         except BaseException:
             if output is not None:
                 await output.close()
+            if writer is not None:
+                await writer.close()
             raise
+        if stdin is not None and writer is not None:
+            stdin.ready(writer)
+            if stdin._closed:  # the client's stdin ended before the launch
+                await stdin.close()
         record = replace(self._execs.get(record.id, record), running=True, pid=pid)
         self._execs[record.id] = record
         self._event(container, f"exec_start: {record.command_line}", execID=record.id)
@@ -282,7 +345,7 @@ class ExecService:
         spec = await self._tasks.task_spec(self._ns, container.id)
         base: dict[str, Any] = dict(spec.get("process") or {})
         process = dict(base)
-        process["terminal"] = False
+        process["terminal"] = record.tty
         process["args"] = [record.entrypoint, *record.arguments]
         process["env"] = merge_env(list(base.get("env") or []), list(record.env))
         process["cwd"] = record.working_dir or base.get("cwd") or "/"
@@ -299,6 +362,8 @@ class ExecService:
             caps = list(host_capabilities())
             process["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
         process.pop("consoleSize", None)
+        if record.tty and record.console_size:
+            process["consoleSize"] = {"height": record.console_size[0], "width": record.console_size[1]}
         return process
 
     async def _watch(self, container: Container, record: ExecRecord) -> None:

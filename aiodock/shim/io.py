@@ -3,15 +3,23 @@
 The container's stdout/stderr are pipes the shim reads. Each chunk goes (a) to the json-file log, written by the
 shim so the container never blocks while the daemon is away, and (b) to the init-stdout / init-stderr FIFOs,
 opened O_RDWR|O_NONBLOCK so there is never EPIPE and never a blocked shim: data is dropped when a FIFO is full.
-stdin (when asked for) is a pipe fed from the init-stdin FIFO; close_stdin() gives the container EOF.
+stdin (when asked for) is a pipe fed from the init-stdin FIFO; close_stdin() gives the container EOF once what
+was already written to the FIFO has reached the container.
+With a terminal (process.terminal), runc hands the shim the pty master (console socket): the master's output is
+the container's stdout, and stdin is written to the master. resize() sets the master's window size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import os
 import stat
+import struct
 import sys
+import termios
+from collections.abc import Callable
 from pathlib import Path
 
 from aiodock.logs.jsonfile import JsonFileWriter
@@ -48,7 +56,8 @@ class _OutputStream:
             except BlockingIOError:
                 return
             except OSError as exc:
-                _log(f"read {self.name}: {exc}")
+                if exc.errno != errno.EIO:  # EIO: a pty master whose slave side is all closed
+                    _log(f"read {self.name}: {exc}")
                 data = b""
             if not data:
                 self.finish()
@@ -73,6 +82,7 @@ class ContainerIO:
         log_max_size: int | None,
         log_max_files: int,
         stdin: bool,
+        terminal: bool = False,
     ) -> None:
         self.loop = loop
         self.bundle = bundle
@@ -80,6 +90,9 @@ class ContainerIO:
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
         self.want_stdin = stdin
+        self.terminal = terminal
+        self.console_fd = -1  # our own dup of the pty master (resize)
+        self._stdin_closing = False
         self.log: JsonFileWriter | None = None
         self._streams: list[_OutputStream] = []
         self._owned: list[int] = []  # fds to close at the end
@@ -96,6 +109,11 @@ class ContainerIO:
         """Make the FIFOs and the pipes; child_* are the fds to hand to runc create."""
         for name in (STDIN_FIFO, STDOUT_FIFO, STDERR_FIFO):
             make_fifo(os.path.join(self.bundle, name))
+        if self.terminal:  # runc's own stdio; the container gets the pty slave
+            for _ in range(3):
+                self._child_fds.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+            self.child_stdin, self.child_stdout, self.child_stderr = self._child_fds
+            return
         for name in ("stdout", "stderr"):
             read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
             self._child_fds.append(write_fd)
@@ -111,12 +129,21 @@ class ContainerIO:
             self.child_stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             self._child_fds.append(self.child_stdin)
 
-    def start(self) -> None:
-        """runc create succeeded: drop our copies of the child ends, start copying."""
+    def start(self, master: int = -1) -> None:
+        """runc create succeeded: drop our copies of the child ends, start copying (master: the pty master)."""
         self._close_child_fds()
         if self.log_path:
             self.log = JsonFileWriter(Path(self.log_path), self.log_max_size, self.log_max_files)
+        if master >= 0:
+            os.set_blocking(master, False)
+            self.console_fd = os.dup(master)
+            self._owned.append(self.console_fd)
+            self._pending["stdout"] = (master, -1)
+            if self.want_stdin:
+                self._stdin_pipe = os.dup(master)
         for name, fifo in (("stdout", STDOUT_FIFO), ("stderr", STDERR_FIFO)):
+            if name not in self._pending:
+                continue
             read_fd, _ = self._pending[name]
             os.set_blocking(read_fd, False)
             fifo_fd = os.open(os.path.join(self.bundle, fifo), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -137,7 +164,7 @@ class ContainerIO:
         for read_fd, _ in self._pending.values():
             os.close(read_fd)
         self._pending.clear()
-        self.close_stdin()
+        self._hard_close_stdin()
 
     def _close_child_fds(self) -> None:
         for fd in self._child_fds:
@@ -189,25 +216,47 @@ class ContainerIO:
         if self._stdin_pipe < 0:
             return
         try:
-            written = os.write(self._stdin_pipe, self._stdin_buffer)
+            written = os.write(self._stdin_pipe, self._stdin_buffer) if self._stdin_buffer else 0
         except BlockingIOError:
             written = 0
-        except BrokenPipeError:
-            self.close_stdin()
+        except OSError:  # EPIPE: the container closed its stdin; EIO: the pty is gone
+            self._hard_close_stdin()
             return
         self._stdin_buffer = self._stdin_buffer[written:]
         if self._stdin_buffer:
             # The container reads slower than we get input: stop reading the FIFO until the pipe drains.
-            self.loop.remove_reader(self._stdin_fifo)
+            if self._stdin_fifo >= 0:
+                self.loop.remove_reader(self._stdin_fifo)
             self.loop.add_writer(self._stdin_pipe, self._on_stdin_writable)
+        elif self._stdin_closing:
+            self._hard_close_stdin()
 
     def _on_stdin_writable(self) -> None:
         self.loop.remove_writer(self._stdin_pipe)
         self._flush_stdin()
-        if not self._stdin_buffer and self._stdin_pipe >= 0:
+        if not self._stdin_buffer and self._stdin_pipe >= 0 and self._stdin_fifo >= 0:
             self.loop.add_reader(self._stdin_fifo, self._on_stdin)
 
     def close_stdin(self) -> None:
+        """EOF for the container's stdin, after what the FIFO already holds (with a terminal: stop feeding)."""
+        if self._stdin_fifo >= 0:
+            self.loop.remove_reader(self._stdin_fifo)
+            while True:
+                try:
+                    data = os.read(self._stdin_fifo, _READ_SIZE)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self._stdin_buffer += data
+            os.close(self._stdin_fifo)
+            self._stdin_fifo = -1
+        self._stdin_closing = True
+        if self._stdin_pipe >= 0:
+            self.loop.remove_writer(self._stdin_pipe)
+        self._flush_stdin()
+
+    def _hard_close_stdin(self) -> None:
         if self._stdin_fifo >= 0:
             self.loop.remove_reader(self._stdin_fifo)
             os.close(self._stdin_fifo)
@@ -218,10 +267,15 @@ class ContainerIO:
             self._stdin_pipe = -1
         self._stdin_buffer = b""
 
+    def resize(self, width: int, height: int) -> None:
+        if self.console_fd < 0:
+            raise OSError(errno.ENOTTY, "the container has no terminal")
+        set_window_size(self.console_fd, width, height)
+
     def close(self) -> None:
         for stream in self._streams:
             stream.finish()
-        self.close_stdin()
+        self._hard_close_stdin()
         if self.log is not None:
             try:
                 self.log.close()
@@ -231,3 +285,73 @@ class ContainerIO:
         for fd in self._owned:
             os.close(fd)
         self._owned.clear()
+
+
+def set_window_size(fd: int, width: int, height: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+class Pump:
+    """Copy src to dst on the shim's loop, never blocking it: while dst is full, src is not read (back-pressure).
+    on_done runs once, when src reached EOF (or EIO, a pty whose slave is closed) and all is written, or when
+    dst failed. The fds stay the caller's."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, src: int, dst: int, on_done: Callable[[], None]) -> None:
+        self.loop = loop
+        self.src = src
+        self.dst = dst
+        self._on_done = on_done
+        self._buffer = b""
+        self._eof = False
+        self.done = False
+        os.set_blocking(src, False)
+        os.set_blocking(dst, False)
+        loop.add_reader(src, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.src, _READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._eof = True
+            self.loop.remove_reader(self.src)
+            if not self._buffer:
+                self.finish()
+            return
+        self._buffer += data
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            written = os.write(self.dst, self._buffer)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self.finish()
+            return
+        self._buffer = self._buffer[written:]
+        if self._buffer:
+            self.loop.remove_reader(self.src)
+            self.loop.add_writer(self.dst, self._writable)
+
+    def _writable(self) -> None:
+        self.loop.remove_writer(self.dst)
+        self._flush()
+        if self.done or self._buffer:
+            return
+        if self._eof:
+            self.finish()
+        else:
+            self.loop.add_reader(self.src, self._readable)
+
+    def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.loop.remove_reader(self.src)
+        self.loop.remove_writer(self.dst)
+        self._buffer = b""
+        self._on_done()

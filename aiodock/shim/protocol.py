@@ -6,18 +6,24 @@ on failure (``kind`` names an aiodock.errors class: NotFound, Conflict, FailedPr
 InvalidArgument, InternalError).
 
 Ops:
-  create {runtime, runc_root, log_path, log_max_size, log_max_files, stdin} -> {"pid"}
+  create {runtime, runc_root, log_path, log_max_size, log_max_files, stdin, terminal} -> {"pid"}
+      terminal: config.json's process.terminal is true; runc create gets --console-socket and hands the shim
+      the pty master, whose output becomes stdout (log and init-stdout) and which stdin is written to.
   start -> {"pid"};  state -> {"pid", "status", "exit_status", "exited_at"}
   kill {signal, all} -> {};  pids -> {"pids": [..]};  close_stdin -> {}
   wait -> {"pid", "exit_status", "exited_at"}  (answered once the init process has exited: a long poll)
   delete {force} -> {"pid", "exit_status", "exited_at"}, then the shim exits
   shutdown {now} -> {}, then the shim exits (refused while a container process lives, unless now)
   pause -> {};  resume -> {}  (runc pause / runc resume: the cgroup freezer)
-  exec {exec_id, process, stdout, stderr} -> {"pid"}: `runc exec -d` of the OCI process (a dict) in the running
+  exec {exec_id, process, stdout, stderr, stdin} -> {"pid"}: `runc exec -d` of the OCI process (a dict) in the running
       container. stdout/stderr true: the process writes straight into the FIFOs exec-<exec_id>-stdout/-stderr
       in the bundle, which the daemon made and holds open for reading (else /dev/null). The shim reaps it.
+      stdin true: the process reads exec-<exec_id>-stdin, which the daemon made and holds open for writing
+      (its close is the process's EOF). process.terminal true: `runc exec --tty --console-socket`; the shim
+      copies the pty master to the stdout FIFO (or /dev/null) and the stdin FIFO to the master.
   exec_state {exec_id} -> {"pid", "status", "exit_status", "exited_at"}
   exec_wait {exec_id} -> {"pid", "exit_status", "exited_at"}  (a long poll, like wait)
+  resize {width, height, exec_id?} -> {}: the window size of the init's (or the exec's) pty master
 
 Factory channel (SOCK_SEQPACKET socketpair between the daemon and the shim factory): one JSON datagram per
 message. The daemon sends ``{"op": "spawn", ...SpawnRequest}`` with the listening control socket passed by
@@ -65,6 +71,7 @@ OP_RESUME = "resume"
 OP_EXEC = "exec"
 OP_EXEC_STATE = "exec_state"
 OP_EXEC_WAIT = "exec_wait"
+OP_RESIZE = "resize"
 
 # Task statuses (containerd's task status names)
 STATUS_CREATED = "created"
@@ -80,6 +87,12 @@ def control_socket_path(exec_root: Path, namespace: str, container_id: str) -> P
     """Short, fixed-length socket path (unix socket paths are limited to 107 bytes)."""
     digest = hashlib.sha256(f"{namespace}/{container_id}".encode()).hexdigest()[:32]
     return Path(exec_root) / "s" / f"{digest}.sock"
+
+
+def console_socket_path(control_socket: str, suffix: str) -> str:
+    """Where runc sends a pty master (--console-socket): beside the short control socket path."""
+    base = control_socket[:-len(".sock")] if control_socket.endswith(".sock") else control_socket
+    return f"{base}-{suffix}.sock"
 
 
 def valid_exec_id(exec_id: str) -> bool:

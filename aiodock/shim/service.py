@@ -9,6 +9,7 @@ exit.json durably, and only then reports the exit to the daemon (Events/Forward,
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from aiodock.shim import protocol as p
-from aiodock.shim.io import ContainerIO
+from aiodock.shim.io import ContainerIO, Pump, set_window_size
 from aiodock.shim.reaper import Exit, Reaper, set_process_name, set_subreaper
 from aiodock.shim.runc import Runc, RuncError
 from aiodock.util import atomicfile
@@ -27,6 +28,7 @@ from aiodock.util import atomicfile
 DRAIN_TIMEOUT = 2.0
 DELETE_WAIT_TIMEOUT = 10.0
 CREATE_TIMEOUT = 120.0  # a daemon that spawned us and died before `create`
+CONSOLE_TIMEOUT = 10.0  # runc sends the pty master before `runc create` / `runc exec -d` returns
 
 
 class ShimError(Exception):
@@ -44,10 +46,12 @@ def log(message: str) -> None:
 class _ExecProcess:
     """One `runc exec -d` process of this container, reaped by the shim's reaper."""
 
-    __slots__ = ("pid", "exit", "exited")
+    __slots__ = ("pid", "exit", "exited", "console_fd", "console")
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, console: _ExecConsole | None = None) -> None:
         self.pid = pid
+        self.console = console
+        self.console_fd = console.master if console is not None else -1  # resize
         self.exit: p.ExitRecord | None = None
         self.exited = asyncio.Event()
 
@@ -161,6 +165,7 @@ class Shim:
             p.OP_EXEC: self.exec,
             p.OP_EXEC_STATE: self.exec_state,
             p.OP_EXEC_WAIT: self.exec_wait,
+            p.OP_RESIZE: self.resize,
         }
 
     # --- ops -------------------------------------------------------------------------------------------------
@@ -178,23 +183,34 @@ class Shim:
             self.io = ContainerIO(
                 self._loop, self.bundle, request.get("log_path") or None,
                 int(max_size) if max_size else None, int(request.get("log_max_files") or 1),
-                bool(request.get("stdin")),
+                bool(request.get("stdin")), bool(request.get("terminal")),
             )
             self.io.prepare()
             pid_file = os.path.join(self.bundle, p.INIT_PID_FILE)
+            console = _ConsoleSocket(p.console_socket_path(self.request.socket_path, "c")) \
+                if self.io.terminal else None
+            master = -1
             try:
+                args = ["create", "--bundle", self.bundle, "--pid-file", pid_file]
+                if console is not None:
+                    args += ["--console-socket", console.path]
                 await self.runc.run(
-                    self._reaper,
-                    ["create", "--bundle", self.bundle, "--pid-file", pid_file, self.container_id],
+                    self._reaper, args + [self.container_id],
                     stdin=self.io.child_stdin, stdout=self.io.child_stdout, stderr=self.io.child_stderr,
                 )
-            except RuncError as exc:
+                if console is not None:
+                    master = await console.master()
+            except (RuncError, OSError, TimeoutError) as exc:
                 self.io.abandon()
                 self.io = None
                 await self._force_delete_quietly()
                 self.status = "failed"
-                raise ShimError(f"OCI runtime create failed: {exc.message}: unknown", "RuntimeFailure") from exc
-            self.io.start()
+                message = exc.message if isinstance(exc, RuncError) else f"console socket: {exc!r}"
+                raise ShimError(f"OCI runtime create failed: {message}: unknown", "RuntimeFailure") from exc
+            finally:
+                if console is not None:
+                    console.close()
+            self.io.start(master)
             with open(pid_file) as fh:
                 self.init_pid = int(fh.read().strip())
             self.status = p.STATUS_CREATED
@@ -303,30 +319,58 @@ class Shim:
             raise ShimError(f"id {exec_id}: already exists", "AlreadyExists")
         base = os.path.join(self.bundle, f"{p.EXEC_PREFIX}{exec_id}")
         process_path, pid_path = base + ".json", base + ".pid"
+        terminal = bool(process.get("terminal"))
         atomicfile.write_json(Path(process_path), process)  # small; the shim may block
         fds: dict[str, int] = {}
+        console_socket = _ConsoleSocket(p.console_socket_path(self.request.socket_path, f"e{next(_SEQ)}")) \
+            if terminal else None
+        console: _ExecConsole | None = None
+        out_fd = in_fd = -1
         try:
-            for stream in ("stdout", "stderr"):
-                fds[stream] = _open_exec_output(self.bundle, exec_id, stream, bool(request.get(stream)))
+            args = ["exec", "--process", process_path, "--pid-file", pid_path, "--detach"]
+            if terminal:
+                # runc's own stdio is /dev/null; the process gets the pty slave. The shim copies the master to
+                # the stdout FIFO and the stdin FIFO to the master.
+                assert console_socket is not None
+                args += ["--tty", "--console-socket", console_socket.path]
+                for stream in ("stdin", "stdout", "stderr"):
+                    fds[stream] = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                out_fd = _open_exec_output(self.bundle, exec_id, "stdout", bool(request.get("stdout")),
+                                           blocking=False)
+                in_fd = _open_exec_input(self.bundle, exec_id, bool(request.get("stdin")), blocking=False)
+            else:
+                for stream in ("stdout", "stderr"):
+                    fds[stream] = _open_exec_output(self.bundle, exec_id, stream, bool(request.get(stream)))
+                fds["stdin"] = _open_exec_input(self.bundle, exec_id, bool(request.get("stdin")))
             try:
-                await self.runc.run(
-                    self._reaper,
-                    ["exec", "--process", process_path, "--pid-file", pid_path, "--detach", self.container_id],
-                    stdout=fds["stdout"], stderr=fds["stderr"],
-                )
+                await self.runc.run(self._reaper, args + [self.container_id],
+                                    stdin=fds["stdin"], stdout=fds["stdout"], stderr=fds["stderr"])
+                if console_socket is not None:
+                    master = await console_socket.master()
+                    console, out_fd, in_fd = _ExecConsole(self._loop, master, out_fd, in_fd), -1, -1
             except RuncError as exc:
                 raise ShimError(f"OCI runtime exec failed: {exc.message}: unknown", "RuntimeFailure") from exc
+            except (OSError, TimeoutError) as exc:
+                raise ShimError(f"OCI runtime exec failed: console socket: {exc!r}: unknown",
+                                "RuntimeFailure") from exc
             with open(pid_path) as fh:
                 pid = int(fh.read().strip())
+        except BaseException:
+            if console is not None:
+                console.close()
+            raise
         finally:
-            for fd in fds.values():
-                os.close(fd)
+            if console_socket is not None:
+                console_socket.close()
+            for fd in [*fds.values(), out_fd, in_fd]:
+                if fd >= 0:
+                    os.close(fd)
             for path in (process_path, pid_path):
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
-        proc = _ExecProcess(pid)
+        proc = _ExecProcess(pid, console)
         self._execs[exec_id] = proc
         self._spawn_background(self._monitor_exec(proc, self._reaper.watch(pid)))
         log(f"exec {exec_id}: pid {pid}")
@@ -334,6 +378,10 @@ class Shim:
 
     async def _monitor_exec(self, proc: _ExecProcess, exited: asyncio.Future[Exit]) -> None:
         result = await exited
+        if proc.console is not None:  # the rest of the pty's output first (bounded: a daemonised child may
+            await proc.console.drained(DRAIN_TIMEOUT)  # hold the slave open)
+            proc.console.close()
+            proc.console_fd = -1
         proc.exit = p.ExitRecord(result.pid, result.status, p.format_timestamp(result.ns))
         proc.exited.set()
 
@@ -358,6 +406,25 @@ class Shim:
         await proc.exited.wait()
         assert proc.exit is not None
         return proc.exit.to_json()
+
+    async def resize(self, request: dict[str, Any]) -> dict[str, Any]:
+        width, height = int(request["width"]), int(request["height"])
+        if not (0 <= width <= 0xFFFF and 0 <= height <= 0xFFFF):
+            raise ShimError("bad window size", "InvalidArgument")
+        exec_id = request.get("exec_id")
+        try:
+            if exec_id:
+                proc = self._exec(request)
+                if proc.console_fd < 0:
+                    raise ShimError(f"exec {exec_id} has no terminal", "FailedPrecondition")
+                set_window_size(proc.console_fd, width, height)
+            elif self.io is not None:
+                self.io.resize(width, height)
+            else:
+                raise ShimError(f"no running task found: task {self.container_id} not found", "NotFound")
+        except OSError as exc:
+            raise ShimError(f"resize: {exc.strerror}", "FailedPrecondition") from exc
+        return {}
 
     async def close_stdin(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.io is not None:
@@ -448,7 +515,109 @@ class Shim:
             self._runc_deleted = self._spawn_background(self._delete_stopped())
 
 
-def _open_exec_output(bundle: str, exec_id: str, stream: str, wanted: bool) -> int:
+class _ConsoleSocket:
+    """runc's --console-socket: runc connects and sends the pty master with SCM_RIGHTS."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            self._sock.bind(path)
+            self._sock.listen(1)
+        except BaseException:
+            self._sock.close()
+            raise
+        self._sock.setblocking(False)
+
+    async def master(self) -> int:
+        """The received master fd (runc has connected by the time its create/exec returned)."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(CONSOLE_TIMEOUT):
+            conn, _ = await loop.sock_accept(self._sock)
+            with conn:
+                conn.setblocking(False)
+                while True:
+                    try:
+                        _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+                        break
+                    except BlockingIOError:
+                        ready = loop.create_future()
+                        loop.add_reader(conn.fileno(), _resolve, ready)
+                        try:
+                            await ready
+                        finally:
+                            loop.remove_reader(conn.fileno())
+        if not fds:
+            raise OSError("runc sent no pty master")
+        for extra in fds[1:]:
+            os.close(extra)
+        os.set_inheritable(fds[0], False)
+        return fds[0]
+
+    def close(self) -> None:
+        self._sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _ExecConsole:
+    """The pty master of a --tty exec: its output to the exec's stdout FIFO, the exec's stdin FIFO to it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, master: int, out_fd: int, in_fd: int) -> None:
+        self.master = master
+        self._out_fd = out_fd
+        self._in_fd = in_fd
+        self._in_master = os.dup(master) if in_fd >= 0 else -1
+        self._output_done = asyncio.Event()
+        self._output = Pump(loop, master, out_fd, self._output_done.set) if out_fd >= 0 else None
+        self._input = Pump(loop, in_fd, self._in_master, lambda: None) if in_fd >= 0 else None
+        if self._output is None:
+            self._output_done.set()
+
+    async def drained(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._output_done.wait()
+        except TimeoutError:
+            pass
+
+    def close(self) -> None:
+        for pump in (self._output, self._input):
+            if pump is not None:
+                pump.finish()
+        for fd in (self.master, self._out_fd, self._in_fd, self._in_master):
+            if fd >= 0:
+                os.close(fd)
+        self.master = self._out_fd = self._in_fd = self._in_master = -1
+
+
+_SEQ = itertools.count(1)
+
+
+def _open_exec_input(bundle: str, exec_id: str, wanted: bool, blocking: bool = True) -> int:
+    """The fd an exec's stdin comes from: the daemon's FIFO (it holds it open for writing) or /dev/null."""
+    if not wanted:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) if blocking else -1
+    try:
+        fd = os.open(p.exec_fifo(bundle, exec_id, "stdin"), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ShimError(f"exec {exec_id}: open stdin: {exc.strerror}", "FailedPrecondition") from exc
+    os.set_blocking(fd, blocking)
+    return fd
+
+
+def _open_exec_output(bundle: str, exec_id: str, stream: str, wanted: bool, blocking: bool = True) -> int:
     """The fd an exec's stdout/stderr goes to: the daemon's FIFO (it holds the read end open) or /dev/null."""
     if not wanted:
         return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
@@ -456,7 +625,7 @@ def _open_exec_output(bundle: str, exec_id: str, stream: str, wanted: bool) -> i
         fd = os.open(p.exec_fifo(bundle, exec_id, stream), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:  # ENXIO: nobody reads it; ENOENT: not made
         raise ShimError(f"exec {exec_id}: open {stream}: {exc.strerror}", "FailedPrecondition") from exc
-    os.set_blocking(fd, True)  # the process writes blocking, like to a pipe
+    os.set_blocking(fd, blocking)  # the process writes blocking, like to a pipe
     return fd
 
 

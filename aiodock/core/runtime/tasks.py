@@ -57,6 +57,7 @@ class TaskSpec:
     log_max_size: int | None = None
     log_max_files: int = 1
     stdin: bool = False
+    terminal: bool = False  # spec's process.terminal: the shim takes the pty master (console socket)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ class TaskManager:
         self._tasks: dict[tuple[str, str], _Task] = {}
         self._reserved: set[tuple[str, str]] = set()
         self._runtime_path = ""
+        self._created_waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
 
     # --- lifecycle of the manager ----------------------------------------------------------------------------
 
@@ -214,6 +216,7 @@ class TaskManager:
                 runtime=self._runtime_path, runc_root=str(self.runc_root(ns)),
                 log_path=str(spec.log_path) if spec.log_path else None,
                 log_max_size=spec.log_max_size, log_max_files=spec.log_max_files, stdin=spec.stdin,
+                terminal=spec.terminal,
             )
         except BaseException as exc:
             await self._undo_create(task, made_bundle)
@@ -226,6 +229,9 @@ class TaskManager:
         task.status = p.STATUS_CREATED
         self._tasks[(ns, cid)] = task
         task.watcher = asyncio.create_task(self._watch(task))
+        for waiter in self._created_waiters.pop((ns, cid), []):
+            if not waiter.done():
+                waiter.set_result(None)
         self.events.publish(ns, ev.TASK_CREATE, ev.TaskCreate(container_id=cid, bundle=str(bundle), pid=task.pid))
         log.info("task created", namespace=ns, container_id=cid, pid=task.pid, shim_pid=task.shim_pid)
         return task.info()
@@ -314,6 +320,42 @@ class TaskManager:
         except ShimUnreachable as exc:
             raise errors.Unavailable(f"cannot close stdin of task {container_id}: {exc}") from exc
 
+    async def wait_created(self, namespace: str, container_id: str) -> None:
+        """Return once the task exists and has not exited (at once, or when it is next created)."""
+        task = self._tasks.get((namespace, container_id))
+        if task is not None and task.exit is None:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._created_waiters.setdefault((namespace, container_id), [])
+        waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters and self._created_waiters.get((namespace, container_id)) is waiters:
+                del self._created_waiters[(namespace, container_id)]
+
+    async def open_stdin(self, namespace: str, container_id: str) -> TaskStdin:
+        """A writer into the task's init-stdin FIFO (the shim holds its read end open while stdin is open)."""
+        task = self._task(namespace, container_id)
+        try:
+            fd = await asyncio.to_thread(_open_fifo_writer, task.bundle / p.STDIN_FIFO)
+        except OSError as exc:
+            raise errors.FailedPrecondition(f"cannot open stdin of task {container_id}: {exc.strerror}") from exc
+        return TaskStdin(fd)
+
+    async def resize(self, namespace: str, container_id: str, width: int, height: int,
+                     exec_id: str | None = None) -> None:
+        """Set the window size of the task's (or its exec's) terminal."""
+        task = self._task(namespace, container_id)
+        if task.exit is not None:
+            raise errors.Conflict(f"cannot resize task {container_id}: process already finished")
+        try:
+            await task.client.call(p.OP_RESIZE, width=width, height=height, exec_id=exec_id)
+        except ShimUnreachable as exc:
+            raise errors.Unavailable(f"cannot resize task {container_id}: {exc}") from exc
+
     # --- pause / resume --------------------------------------------------------------------------------------
 
     async def pause(self, namespace: str, container_id: str) -> None:
@@ -353,16 +395,27 @@ class TaskManager:
         fds = await asyncio.to_thread(_open_exec_fifos, task.bundle, exec_id, wanted)
         return ExecOutput(fds)
 
+    async def exec_stdin(self, namespace: str, container_id: str, exec_id: str) -> TaskStdin:
+        """Make the exec's stdin FIFO and hold it open for writing; call before exec(stdin=True). Closing the
+        writer gives the process EOF (with a terminal: stops feeding the pty)."""
+        task = self._task(namespace, container_id)
+        if not p.valid_exec_id(exec_id):
+            raise errors.InvalidArgument(f"invalid exec id {exec_id!r}")
+        path = p.exec_fifo(task.bundle, exec_id, "stdin")
+        fd = await asyncio.to_thread(_make_fifo_writer, path)
+        return TaskStdin(fd, path)
+
     async def exec(self, namespace: str, container_id: str, exec_id: str, process: dict[str, Any], *,
-                   stdout: bool = False, stderr: bool = False) -> int:
+                   stdout: bool = False, stderr: bool = False, stdin: bool = False) -> int:
         """Run an extra process in the running task (`runc exec -d` in its shim); returns its host pid.
-        With stdout/stderr, exec_output() must have been called first: the output goes there."""
+        With stdout/stderr, exec_output() must have been called first: the output goes there; with stdin,
+        exec_stdin(). process["terminal"] true: the process gets a pty (stdout carries all its output)."""
         task = self._task(namespace, container_id)
         if task.exit is not None or task.status == p.STATUS_STOPPED:
             raise errors.Conflict(f"cannot exec in a stopped state: task {container_id}")
         try:
             response = await task.client.call(p.OP_EXEC, timeout=60.0, exec_id=exec_id, process=process,
-                                              stdout=stdout, stderr=stderr)
+                                              stdout=stdout, stderr=stderr, stdin=stdin)
         except ShimUnreachable as exc:
             raise errors.Unavailable(f"cannot exec in task {container_id}: {exc}") from exc
         return int(response["pid"])
@@ -659,6 +712,49 @@ class ExecOutput:
             await asyncio.to_thread(_unlink, path)
 
 
+class TaskStdin:
+    """The write end of a task's init-stdin FIFO (non-blocking; writes wait for room on the event loop)."""
+
+    def __init__(self, fd: int, path: Path | None = None) -> None:
+        self._fd = fd
+        self._path = path  # an exec's FIFO: removed on close
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._fd < 0:
+                raise BrokenPipeError("stdin is closed")
+            try:
+                written = os.write(self._fd, view)
+            except BlockingIOError:
+                await self._writable()
+                continue
+            view = view[written:]
+
+    async def _writable(self) -> None:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = self._fd
+        loop.add_writer(fd, _resolve, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_writer(fd)
+
+    async def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+        path, self._path = self._path, None
+        if path is not None:
+            await asyncio.to_thread(_unlink, path)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 # --- blocking helpers (run in threads) -----------------------------------------------------------------------
 
 
@@ -694,6 +790,25 @@ def _open_exec_fifos(bundle: Path, exec_id: str, streams: list[str]) -> dict[str
             _unlink(path)
         raise
     return opened
+
+
+def _open_fifo_writer(path: Path) -> int:
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(0, f"{path} is not a FIFO")
+    return fd
+
+
+def _make_fifo_writer(path: Path) -> int:
+    """A new FIFO, open read-write (so opening never waits for a reader) and non-blocking."""
+    _unlink(path)
+    os.mkfifo(path, 0o600)
+    try:
+        return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except BaseException:
+        _unlink(path)
+        raise
 
 
 def _unlink(path: Path) -> None:
