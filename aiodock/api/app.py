@@ -18,10 +18,22 @@ from aiohttp import web
 from aiodock.api import hijack, middleware
 from aiodock.api.keys import CONTAINERS, IMAGES, SYSTEM, TMP_DIR
 from aiodock.api.routes import ALL
+from aiodock.api.routes.archive import ARCHIVES, COMMITS
 from aiodock.api.routes.events import EVENTS
 from aiodock.api.routes.exec import EXECS
 from aiodock.api.routes.networks import NETWORKS, NetworkBackend
-from aiodock.engine.backend import ContainerBackend, EventsBackend, ExecBackend, ImageBackend, SystemBackend
+from aiodock.api.routes.stats import STATS, StatsBackend
+from aiodock.api.routes.volumes import VOLUMES
+from aiodock.engine.backend import (
+    ArchiveBackend,
+    CommitBackend,
+    ContainerBackend,
+    EventsBackend,
+    ExecBackend,
+    ImageBackend,
+    SystemBackend,
+    VolumeBackend,
+)
 from aiodock.errors import InvalidArgument
 
 log = structlog.get_logger("aiodock.api")
@@ -33,7 +45,9 @@ MAX_BODY = 64 * 1024 * 1024  # bodies read whole (container create JSON); tar up
 
 def create_app(*, containers: ContainerBackend, images: ImageBackend, system: SystemBackend,
                tmp_dir: Path | None = None, execs: ExecBackend | None = None,
-               events: EventsBackend | None = None, networks: NetworkBackend | None = None) -> web.Application:
+               events: EventsBackend | None = None, networks: NetworkBackend | None = None,
+               volumes: VolumeBackend | None = None, archives: ArchiveBackend | None = None,
+               commits: CommitBackend | None = None, stats: StatsBackend | None = None) -> web.Application:
     app = web.Application(middlewares=[middleware.errors_middleware], client_max_size=MAX_BODY)
     app[CONTAINERS] = containers
     app[IMAGES] = images
@@ -46,6 +60,14 @@ def create_app(*, containers: ContainerBackend, images: ImageBackend, system: Sy
         app[EVENTS] = events
     if networks is not None:
         app[NETWORKS] = networks
+    if volumes is not None:
+        app[VOLUMES] = volumes
+    if archives is not None:
+        app[ARCHIVES] = archives
+    if commits is not None:
+        app[COMMITS] = commits
+    if stats is not None:
+        app[STATS] = stats
     for table in ALL:
         for route in table:
             assert isinstance(route, web.RouteDef)

@@ -21,14 +21,18 @@ from aiodock.core.metadata import ContainerStore
 from aiodock.core.namespaces import NamespaceStore
 from aiodock.core.runtime.tasks import TaskManager
 from aiodock.daemon.grpc_wiring import build_grpc_server
+from aiodock.engine.archive import ArchiveService
 from aiodock.engine.backend import ImageBackend
+from aiodock.engine.commit import CommitService
 from aiodock.engine.containers import NAMESPACE, ContainerService
 from aiodock.engine.events import DockerEvents, EventedImages
 from aiodock.engine.exec import ExecService
 from aiodock.engine.images import ImageService
 from aiodock.engine.networking import NetworkService
 from aiodock.engine.state import ContainerFiles
+from aiodock.engine.stats import StatsService
 from aiodock.engine.system import SystemService
+from aiodock.engine.volumes import VolumeService
 from aiodock.errors import FailedPrecondition, InvalidArgument
 from aiodock.log import configure, get_logger
 from aiodock.util import atomicfile
@@ -91,12 +95,18 @@ class Daemon:
             config=config, files=ContainerFiles(config.data_root / "containers"), images=self.images,
             tasks=self.tasks, records=self.records, events=self.events, networks=self.networks,
         )
+        self.volumes = VolumeService(config.data_root)
+        self.containers.set_volumes(self.volumes)
+        self.archives = ArchiveService(self.containers)
+        self.commits = CommitService(self.containers, self.images)
         self.docker_events = DockerEvents()
         self.containers.set_docker_events(self.docker_events)
+        self.volumes.set_docker_events(self.docker_events)
         self.execs = ExecService(containers=self.containers, images=self.images, tasks=self.tasks,
                                  events=self.docker_events)
         self.containers.set_exec_lookup(self.execs.exec_ids)
         self.networks.set_container_lookup(self.containers.inspect)
+        self.stats = StatsService(config=config, containers=self.containers)
         self.system = SystemService(config=config, containers=self.containers, images=self.images,
                                     daemon_id=_daemon_id(config.data_root))
         self.grpc = build_grpc_server(self)
@@ -116,6 +126,7 @@ class Daemon:
         await self.tasks.start()
         await self.grpc.start()  # first: shims that exited while we were away are retrying their reports
         recovered = await self.tasks.load_existing()
+        await self.containers.cleanup_rootfs_mounts()  # a cp/export the daemon died during
         await self.containers.load()
         tls = None
         if cfg.tls or cfg.tlsverify:
@@ -124,7 +135,8 @@ class Daemon:
             tls = TLSConfig(cert=cfg.tlscert, key=cfg.tlskey, ca=cfg.tlscacert, verify=bool(cfg.tlsverify))
         images = cast(ImageBackend, EventedImages(self.images, self.docker_events))  # docker image events
         app = create_app(containers=self.containers, images=images, system=self.system, execs=self.execs,
-                         events=self.docker_events, networks=self.networks)
+                         events=self.docker_events, networks=self.networks, volumes=self.volumes,
+                         archives=self.archives, commits=self.commits, stats=self.stats)
         self._runner = await serve(app, list(cfg.hosts), tls=tls)
         log.info("daemon ready", hosts=list(cfg.hosts), grpc=str(cfg.grpc_socket), recovered_tasks=len(recovered))
 

@@ -47,6 +47,15 @@ class AttachOptions:
     stderr: bool = True
     stdin: bool = False
     logs: bool = False
+    detach_keys: str | None = None  # Docker's "ctrl-p,ctrl-q" syntax; None: the default (TTY only)
+
+
+class StdinSink(Protocol):
+    """Where an attach's client stdin goes (write each piece; close once the client's stdin ended)."""
+
+    def write(self, data: bytes) -> Awaitable[None]: ...
+
+    def close(self) -> Awaitable[None]: ...
 
 
 class ContainerBackend(Protocol):
@@ -88,9 +97,14 @@ class ContainerBackend(Protocol):
     async def logs(self, ref: str, options: LogOptions) -> tuple[bool, AsyncIterator[OutputChunk]]:
         """(tty, chunks). With follow, the iterator ends when the container stops."""
 
-    async def attach(self, ref: str, options: AttachOptions) -> tuple[bool, AsyncIterator[OutputChunk]]:
-        """(tty, chunks): live output from now on (plus past logs when options.logs) until the container stops.
-        Registered before returning, so output produced right after a following start is never lost."""
+    async def attach(self, ref: str, options: AttachOptions
+                     ) -> tuple[bool, AsyncIterator[OutputChunk], StdinSink | None]:
+        """(tty, chunks, stdin): live output from now on (plus past logs when options.logs) until the container
+        stops (or the attach detaches). Registered before returning, so output produced right after a following
+        start is never lost. stdin is None unless options.stdin and the container has OpenStdin."""
+
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        """POST /containers/{id}/resize: Conflict "Container <id> is not running" when not running."""
 
     async def pause(self, ref: str) -> None:
         """Conflict "Container <id> is not running" / "Container <id> is already paused"."""
@@ -106,12 +120,16 @@ class ExecBackend(Protocol):
     async def create(self, ref: str, body: dict[str, Any]) -> str:
         """POST /containers/{id}/exec: returns the exec id. Conflict "container <id> is not running"."""
 
-    async def start(self, exec_id: str, detach: bool = False) -> AsyncIterator[OutputChunk] | None:
-        """POST /exec/{id}/start: None when detached, else the exec's output until it exits (its exit code is
-        recorded before the iterator ends). NotFound "No such exec instance: <id>"."""
+    async def start(self, exec_id: str, detach: bool = False
+                    ) -> tuple[bool, AsyncIterator[OutputChunk], StdinSink | None] | None:
+        """POST /exec/{id}/start: None when detached, else (tty, the exec's output until it exits (its exit code
+        is recorded before the iterator ends), its stdin when attached). NotFound "No such exec instance: <id>"."""
 
     async def inspect(self, exec_id: str) -> dict[str, Any]:
         """GET /exec/{id}/json."""
+
+    async def resize(self, exec_id: str, height: int, width: int) -> None:
+        """POST /exec/{id}/resize."""
 
 
 class EventsBackend(Protocol):
@@ -160,6 +178,49 @@ class ImageBackend(Protocol):
 
     async def distribution(self, image: str, auth_header: str | None = None) -> dict[str, Any]:
         """GET /distribution/{name}/json: {"Descriptor": {...}, "Platforms": [...]}."""
+
+
+class VolumeBackend(Protocol):
+    async def create_volume(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /volumes/create: Docker's Volume document (an existing volume of that name is returned)."""
+
+    async def inspect_volume(self, name: str) -> dict[str, Any]:
+        """NotFound "get NAME: no such volume"."""
+
+    async def list_volumes(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        """{"Volumes": [...], "Warnings": None}; filters dangling, name, label, label!, driver."""
+
+    async def remove_volume(self, name: str, force: bool = False) -> None:
+        """Conflict "remove NAME: volume is in use - [ID ...]"."""
+
+    async def prune_volumes(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        """{"VolumesDeleted": [...] or None, "SpaceReclaimed": n}; only anonymous volumes unless all=true."""
+
+
+class ArchiveBackend(Protocol):
+    async def stat_path(self, ref: str, path: str) -> str:
+        """HEAD/GET /containers/{id}/archive: the X-Docker-Container-Path-Stat header value (base64 JSON).
+        NotFound "Could not find the file PATH in container REF"."""
+
+    async def get_archive(self, ref: str, path: str) -> tuple[str, AsyncIterator[bytes]]:
+        """(stat header, tar stream of the path); the stream must be closed (aclose) by the caller."""
+
+    async def put_archive(self, ref: str, path: str, src: Path, no_overwrite_dir_non_dir: bool = False,
+                          copy_uid_gid: bool = False) -> None:
+        """Extract the tar at ``src`` into the directory ``path`` of the container. InvalidArgument (400) for
+        an entry that would leave it, before anything is written."""
+
+
+class CommitBackend(Protocol):
+    async def changes(self, ref: str) -> list[dict[str, Any]]:
+        """GET /containers/{id}/changes: [{"Path": "/etc", "Kind": 0}, ...] (0 changed, 1 added, 2 deleted)."""
+
+    async def export(self, ref: str) -> AsyncIterator[bytes]:
+        """GET /containers/{id}/export: the tar of the container's root filesystem (to be aclose()d)."""
+
+    async def commit(self, ref: str, repo: str | None, tag: str | None, comment: str, author: str,
+                     changes: list[str], pause: bool, body: dict[str, Any]) -> str:
+        """POST /commit: the new image's id (sha256:...)."""
 
 
 class SystemBackend(Protocol):

@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import re
+import secrets
 import signal as _signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiodock.config import DaemonConfig
 from aiodock.core import events as ev
+from aiodock.core.images.reference import parse_normalized
 from aiodock.core.metadata import ContainerRecord, ContainerStore
-from aiodock.core.runtime.tasks import TaskManager, TaskSpec
-from aiodock.engine.backend import AttachOptions, LogOptions, OutputChunk, WaitResult
+from aiodock.core.mount import Mount, mount_all, unmount
+from aiodock.core.oci.capabilities import normalize_capability
+from aiodock.core.runtime.tasks import TaskManager, TaskSpec, TaskStdin
+from aiodock.engine.archive import bind_in_root, copy_up
+from aiodock.engine.backend import AttachOptions, LogOptions, OutputChunk, StdinSink, WaitResult
 from aiodock.engine.events import DockerEvents
 from aiodock.engine.images import Image, ImageService
 from aiodock.engine.names import NameRegistry
@@ -29,6 +36,7 @@ from aiodock.engine.networking import NetworkService
 from aiodock.engine.signals import parse_signal
 from aiodock.engine.spec import build_spec, network_mode
 from aiodock.engine.state import Container, ContainerFiles, parse_rfc3339, rfc3339nano
+from aiodock.engine.volumes import VolumeService, container_volumes, is_empty
 from aiodock.errors import (
     AiodockError,
     Conflict,
@@ -50,6 +58,7 @@ log = get_logger("aiodock.engine.containers")
 NAMESPACE = "moby"
 RUNTIME_NAME = "io.containerd.runc.v2"
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+ID_PREFIX_RE = re.compile(r"^(sha256:)?[0-9a-f]{1,64}$")
 MIN_MEMORY = 6 * 1024 * 1024
 
 
@@ -152,11 +161,21 @@ class ContainerService:
         self._waiters: dict[str, list[tuple[str, asyncio.Future[WaitResult]]]] = {}
         self._exit_listeners: dict[str, list[asyncio.Future[None]]] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
+        self._restarts: dict[str, asyncio.Task[None]] = {}
+        self._loading = False
+        self._being_removed: set[str] = set()  # rm -f kills: no restart policy applies to those exits
+        self._deferred_restarts: builtins.list[tuple[str, float]] = []
+        self._backoff: dict[str, float] = {}
         self._removing: set[str] = set()
         self._docker_events: DockerEvents | None = None  # set_docker_events
         self._networks = networks
         self._exec_ids: Callable[[str], builtins.list[str]] = lambda container_id: []
+        self._volumes: VolumeService | None = None  # set_volumes
         images.set_usage_check(self._image_users)
+
+    def _volume_mountpoint(self, name: str) -> str:
+        """Where a volume lives on the host (inspect's Mounts Source)."""
+        return self._volumes.mountpoint(name) if self._volumes is not None else ""
 
     def set_exec_lookup(self, exec_ids: Callable[[str], builtins.list[str]]) -> None:
         """The exec service tells inspect which exec instances a container has (ExecIDs)."""
@@ -221,7 +240,18 @@ class ContainerService:
     # ---- recovery ---------------------------------------------------------------------------------------------
 
     async def load(self) -> None:
-        """Reload containers from disk and reconcile them with the tasks the TaskManager found."""
+        """Reload containers from disk and reconcile them with the tasks the TaskManager found; then restart what
+        the restart policies ask for (after the networks are restored)."""
+        self._loading = True
+        try:
+            await self._load()
+        finally:
+            self._loading = False
+        for cid, delay in self._deferred_restarts:
+            self._restarts[cid] = asyncio.create_task(self._restart_later(cid, delay))
+        self._deferred_restarts.clear()
+
+    async def _load(self) -> None:
         for container in await asyncio.to_thread(self._files.load_all):
             self._names.reserve(container.name, container.id)
             self._containers[container.id] = container
@@ -233,6 +263,10 @@ class ContainerService:
         if orphans:
             log.info("removed snapshots that belonged to no container", keys=orphans)
         for container in list(self._containers.values()):
+            if container.state.status == "restarting":  # the daemon went down during a policy's delay or start
+                await self._delete_task(container.id)  # a start it left half-done
+                self._deferred_restarts.append((container.id, 0.1))
+                continue
             if not container.state.running:
                 continue
             try:
@@ -253,10 +287,12 @@ class ContainerService:
             await self._networks.restore({c.id for c in self._containers.values() if c.state.running})
 
     async def close(self) -> None:
-        for task in self._monitors.values():
+        pending = [*self._monitors.values(), *self._restarts.values()]
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*self._monitors.values(), return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
         self._monitors.clear()
+        self._restarts.clear()
 
     # ---- create -----------------------------------------------------------------------------------------------
 
@@ -270,25 +306,32 @@ class ContainerService:
         if not isinstance(host_config, dict):
             raise InvalidArgument("HostConfig must be a JSON object")
         warnings: list[str] = []
-        if body.get("Tty"):
-            raise NotImplementedYet("TTY containers (-t) are not supported yet")
         mode = network_mode(host_config)
         if mode not in ("bridge", "host", "none") and not (self._networks and self._networks.exists(mode)):
             if mode.startswith("container:"):
                 raise NotImplementedYet("--network container:<id> is not supported yet")
             raise NotFound(f"network {mode} not found")
+        for key in ("PidsLimit", "CpuShares", "NanoCpus", "Memory", "MemorySwap", "ShmSize"):
+            value = host_config.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise InvalidArgument(f"json: cannot unmarshal {type(value).__name__} into Go struct field "
+                                      f"HostConfig.{key} of type int64")
         memory = host_config.get("Memory") or 0
         if memory and memory < MIN_MEMORY:
             raise InvalidArgument("Minimum memory limit allowed is 6MB")
+        for key in ("CapAdd", "CapDrop"):
+            caps = host_config.get(key) or []
+            if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+                raise InvalidArgument(f"{key} must be a list of capability names")
+            for cap in caps:
+                normalize_capability(cap)  # 'unknown capability: "CAP_X"' now, not at start
         policy = (host_config.get("RestartPolicy") or {}).get("Name") or "no"
         if policy not in ("", "no", "always", "on-failure", "unless-stopped"):
             raise InvalidArgument(f"invalid restart policy '{policy}'")
         if host_config.get("AutoRemove") and policy not in ("", "no"):
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
-        for key in ("PidsLimit", "CpuShares", "NanoCpus", "Memory"):
-            value = host_config.get(key)
-            if value is not None and not isinstance(value, int):
-                raise InvalidArgument(f"invalid {key}: must be an integer")
+        if not ID_PREFIX_RE.match(image_ref):
+            parse_normalized(image_ref)  # "invalid reference format" (400) rather than "No such image" (404)
         image = await self._images.resolve(image_ref)
         cfg = _merge_image_config(body, image)
         command = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
@@ -305,8 +348,10 @@ class ContainerService:
             id=container_id, name=cname, created=rfc3339nano(), path=command[0], args=tuple(command[1:]),
             config=cfg, host_config=_default_host_config(host_config), image_id=image.id,
         )
+        made_volumes: list[str] = []
         try:
             await self._images.prepare_rootfs(image, container_id)
+            await self._create_volumes(container, made_volumes)
             await self._save(container)
             now = datetime.now(UTC)
             await asyncio.to_thread(self._records.create, self._ns, ContainerRecord(
@@ -317,12 +362,134 @@ class ContainerService:
         except BaseException:
             self._names.release(cname)
             self._containers.pop(container_id, None)
+            if self._volumes is not None:
+                for vname in made_volumes:
+                    await self._volumes.remove_if_unused(vname)
             await self._images.remove_rootfs(container_id)
             await asyncio.to_thread(self._files.remove, container_id)
             raise
         self._events.publish(self._ns, ev.CONTAINER_CREATE, ev.ContainerCreate(container_id, image_ref, RUNTIME_NAME))
         self._emit("create", container_id)  # docker event
         return container_id, warnings
+
+    # ---- volumes and the root filesystem (archive, commit) ----------------------------------------------------
+
+    def set_volumes(self, volumes: VolumeService) -> None:
+        """The daemon wires the volume service: create makes and fills a container's volumes, rm -v drops them."""
+        self._volumes = volumes
+        volumes.set_usage_check(self._volume_users)
+
+    def _volume_users(self, name: str) -> builtins.list[str]:
+        return [c.id for c in list(self._containers.values())
+                if any(v.name == name for v in container_volumes(c.id, c.config, c.host_config))]
+
+    async def _create_volumes(self, container: Container, made: builtins.list[str]) -> None:
+        """Docker's create: every volume mount gets its volume (made when missing); an empty volume is filled
+        from the image's content at its destination (copy-up)."""
+        mounts = container_volumes(container.id, container.config, container.host_config)
+        if not mounts:
+            return
+        if self._volumes is None:
+            raise NotImplementedYet("volumes are not served by this daemon")
+        fill: builtins.list[tuple[str, str]] = []
+        for mp in mounts:
+            existed = self._volumes.exists(mp.name)
+            await self._volumes.ensure(mp.name, anonymous=mp.anonymous)
+            if not existed:
+                made.append(mp.name)
+            path = self._volumes.mountpoint(mp.name)
+            if mp.copy and not self._volumes.is_typed(mp.name) and await asyncio.to_thread(is_empty, path):
+                fill.append((mp.destination, path))
+        if fill:
+            async with self._mounted_rootfs(container.id) as rootfs:
+                for destination, path in fill:
+                    await asyncio.to_thread(copy_up, str(rootfs), destination, path)
+
+    @contextlib.asynccontextmanager
+    async def _mounted_rootfs(self, container_id: str, with_mounts: bool = False) -> AsyncIterator[Path]:
+        """The container's (stopped) rootfs snapshot mounted read-write in a temp dir, unmounted after; with
+        ``with_mounts`` its binds and local volumes are mounted in it too, as the container would see them."""
+        mounts = await self._images.rootfs_mounts(container_id)
+        target = self._config.exec_root / "rootfs-mnt" / f"{container_id[:12]}-{secrets.token_hex(4)}"
+        await asyncio.to_thread(mount_all, mounts, target)
+        try:
+            if with_mounts:
+                container = self._get(container_id)
+                extra = sorted(_mounts(container, self._volume_mountpoint),
+                               key=lambda m: len([p for p in m["Destination"].split("/") if p]))
+                for m in extra:
+                    if m["Type"] == "volume" and self._volumes is not None and self._volumes.is_typed(m["Name"]):
+                        continue  # tmpfs and device volumes exist only while a container runs
+                    if m["Type"] in ("bind", "volume") and m["Source"]:
+                        await asyncio.to_thread(bind_in_root, str(target), m["Source"], m["Destination"],
+                                                not m["RW"])
+            yield target
+        finally:
+            await asyncio.to_thread(unmount, target)
+            await asyncio.to_thread(_rmdir_quietly, target)
+
+    async def cleanup_rootfs_mounts(self) -> None:
+        """At start-up: unmount and remove the temp rootfs mounts of a cp/export the daemon died during."""
+        base = self._config.exec_root / "rootfs-mnt"
+
+        def sweep() -> None:
+            if not base.is_dir():
+                return
+            for entry in base.iterdir():
+                unmount(entry)
+                _rmdir_quietly(entry)
+        await asyncio.to_thread(sweep)
+
+    @contextlib.asynccontextmanager
+    async def container_root(self, ref: str) -> AsyncIterator[tuple[Container, Path]]:
+        """The container's root as its processes see it (volumes included) when running, else its rootfs
+        snapshot mounted for the duration; the container cannot start meanwhile."""
+        container = self._get(ref)
+        if container.id in self._removing:
+            raise Conflict(f"removal of container {container.id[:12]} is already in progress")
+        if container.state.running and container.state.pid:
+            yield container, Path(f"/proc/{container.state.pid}/root")
+            return
+        async with self._lock(container.id):
+            container = self._get(container.id)
+            if container.state.running and container.state.pid:
+                yield container, Path(f"/proc/{container.state.pid}/root")
+                return
+            async with self._mounted_rootfs(container.id, with_mounts=True) as rootfs:
+                yield container, rootfs
+
+    @contextlib.asynccontextmanager
+    async def layer_root(self, ref: str) -> AsyncIterator[tuple[Container, Path]]:
+        """The container's root filesystem alone (no volumes, /proc or /sys): the task's mounted bundle rootfs
+        when running, else the snapshot mounted for the duration (export)."""
+        container = self._get(ref)
+        async with self._lock(container.id):
+            container = self._get(container.id)
+            if container.state.running:
+                yield container, self._tasks.bundle_path(self._ns, container.id) / "rootfs"
+                return
+            async with self._mounted_rootfs(container.id) as rootfs:
+                yield container, rootfs
+
+    async def rootfs_layer(self, ref: str) -> tuple[Container, builtins.list[Mount]]:
+        """The container and its snapshot mounts (upperdir = its writable layer) for diff and commit."""
+        container = self._get(ref)
+        return container, await self._images.rootfs_mounts(container.id)
+
+    def volume_destinations(self, ref: str) -> builtins.list[str]:
+        """Where the container's binds, volumes and tmpfs mounts are (left out of diff and commit)."""
+        container = self._get(ref)
+        mounted = [m["Destination"] for m in _mounts(container, self._volume_mountpoint)]
+        tmpfs = [m.get("Target", "") for m in container.host_config.get("Mounts") or [] if m.get("Type") == "tmpfs"]
+        return mounted + list(container.host_config.get("Tmpfs") or {}) + tmpfs
+
+    def writable_mounts(self, ref: str) -> builtins.list[str]:
+        """Destinations of the container's read-write binds and volumes (cp into a read-only rootfs)."""
+        return [m["Destination"] for m in _mounts(self._get(ref), self._volume_mountpoint) if m.get("RW")]
+
+    def emit(self, action: str, ref: str, **extra: Any) -> None:
+        """Record a Docker container event for archive/commit operations (extract-to-dir, commit, ...)."""
+        self._emit(action, self._get(ref), **extra)
 
     # ---- start ------------------------------------------------------------------------------------------------
 
@@ -369,6 +536,7 @@ class ContainerService:
                 args=[container.path, *container.args], rootfs=rootfs, container_dir=cdir,
                 cgroup_parent=hc.get("CgroupParent") or self._config.cgroup_parent,
                 netns_path=attachment.netns_path if attachment else None,
+                volume_mount=self._volumes.oci_mount if self._volumes is not None else None,
             )
         except BaseException:
             await self._detach_network(cid)
@@ -379,6 +547,7 @@ class ContainerService:
         task = TaskSpec(
             namespace=self._ns, container_id=cid, spec=spec, rootfs=tuple(rootfs),
             log_path=self._files.log_path(cid), log_max_size=max_size, log_max_files=max_files,
+            stdin=bool(container.config.get("OpenStdin")), terminal=bool(container.config.get("Tty")),  # issue #3
         )
         prepared = time.perf_counter()
         try:
@@ -451,11 +620,64 @@ class ContainerService:
             self._notify_exit(cid, exit_code)  # stop/wait answer now; the clean-up below still holds the lock
             await self._delete_task(cid)
             await self._detach_network(cid)
+            delay = self._restart_delay(container)
+            if delay is not None:
+                await self._save(container.with_state(status="restarting"))
+                if self._loading:  # start-up: networks are restored first, then the restarts run
+                    self._deferred_restarts.append((cid, delay))
+                else:
+                    self._restarts[cid] = asyncio.create_task(self._restart_later(cid, delay))
         if auto_remove:
             try:
                 await self.remove(cid, force=True)
             except NotFound:
                 pass
+
+    # ---- restart policies -------------------------------------------------------------------------------------
+
+    def _restart_delay(self, container: Container) -> float | None:
+        """Seconds before the restart policy starts the container again, or None. Docker's growing delay: 100 ms,
+        doubled at each restart up to a minute, back to 100 ms once a run lasted 10 s."""
+        policy = container.host_config.get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        if name == "no" or container.manually_stopped or container.host_config.get("AutoRemove") \
+                or container.id in self._being_removed:
+            return None
+        if name == "on-failure":
+            retries = int(policy.get("MaximumRetryCount") or 0)
+            if container.state.exit_code == 0 or (retries and container.restart_count >= retries):
+                return None
+        ran = (parse_rfc3339(container.state.finished_at) - parse_rfc3339(container.state.started_at)).total_seconds()
+        previous = self._backoff.get(container.id, 0.0)
+        delay = 0.1 if ran >= 10 or previous == 0 else min(previous * 2, 60.0)
+        self._backoff[container.id] = delay
+        return delay
+
+    async def _restart_later(self, cid: str, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+            async with self._lock(cid):
+                container = self._containers.get(cid)
+                if container is None or container.state.status != "restarting":
+                    return  # stopped or removed meanwhile
+                container = replace(container, restart_count=container.restart_count + 1)
+                try:
+                    await self._start_locked(container)
+                except AiodockError as exc:
+                    log.warning("restart policy could not start the container", container=cid, error=str(exc))
+                    await self._save(self._containers[cid].with_state(status="exited", error=str(exc)))
+        finally:
+            self._restarts.pop(cid, None)
+
+    async def _cancel_restart(self, container: Container, manually: bool) -> Container:
+        """A restarting container (waiting for its policy's delay) becomes plainly exited."""
+        pending = self._restarts.pop(container.id, None)
+        if pending is not None:
+            pending.cancel()
+        container = replace(container, manually_stopped=manually or container.manually_stopped)
+        container = container.with_state(status="exited")
+        await self._save(container)
+        return container
 
     async def _delete_task(self, cid: str) -> None:
         try:
@@ -562,6 +784,10 @@ class ContainerService:
 
     async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         container = self._get(ref)
+        if container.state.status == "restarting":
+            await self._cancel_restart(container, manually=True)
+            self._emit("stop", container)  # docker event
+            return
         if not container.state.running:
             raise NotModified("container already stopped")
         await self._save(replace(container, manually_stopped=True))
@@ -623,17 +849,30 @@ class ContainerService:
             raise NotImplementedYet("container links are not supported")
         if container.id in self._removing:
             raise Conflict(f"removal of container {container.id[:12]} is already in progress")
+        if container.state.status == "restarting":
+            if not force:
+                raise Conflict(
+                    f'cannot remove container "/{container.name}": container is restarting: stop the container '
+                    "before removing or force remove")
+            container = await self._cancel_restart(container, manually=False)
         if container.state.running:
             if not force:
                 raise Conflict(
                     f'cannot remove container "/{container.name}": container is running: stop the container '
                     "before removing or force remove")
+            self._being_removed.add(container.id)
             exited = self._exit_future(container.id)
             try:
                 await self._signal(container, _signal.SIGKILL)
             except (Conflict, NotFound):
                 pass
             await _exited_within(exited, 30)
+        try:
+            await self._remove_stopped(container, volumes)
+        finally:
+            self._being_removed.discard(container.id)
+
+    async def _remove_stopped(self, container: Container, volumes: bool) -> None:
         async with self._lock(container.id):
             if container.id not in self._containers or container.id in self._removing:
                 return
@@ -652,6 +891,10 @@ class ContainerService:
             finally:
                 self._removing.discard(container.id)
             self._containers.pop(container.id, None)
+            if self._volumes is not None and (volumes or container.host_config.get("AutoRemove")):
+                for mp in container_volumes(container.id, container.config, container.host_config):
+                    if mp.anonymous:  # rm -v (and --rm) drop anonymous volumes; named ones stay
+                        await self._volumes.remove_if_unused(mp.name)
             self._names.release(container.name)
             self._release_exit_listeners(container.id)
             for _, waiter in self._waiters.pop(container.id, []):
@@ -776,7 +1019,7 @@ class ContainerService:
             "Status": _status_text(container),
             "HostConfig": {"NetworkMode": mode},
             "NetworkSettings": {"Networks": self._network_entries(container)},
-            "Mounts": _mounts(container),
+            "Mounts": _mounts(container, self._volume_mountpoint),
         }
         if size:
             item["SizeRw"] = await self._images.rootfs_size(container.id)
@@ -818,7 +1061,7 @@ class ContainerService:
             "ExecIDs": self._exec_ids(container.id) or None,
             "HostConfig": container.host_config,
             "GraphDriver": {"Data": graph or None, "Name": "overlay2"},
-            "Mounts": _mounts(container),
+            "Mounts": _mounts(container, self._volume_mountpoint),
             "Config": container.config,
             "NetworkSettings": {
                 "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": False,
@@ -846,13 +1089,14 @@ class ContainerService:
     async def logs(self, ref: str, options: LogOptions) -> tuple[bool, AsyncIterator[OutputChunk]]:
         container = self._get(ref)
         path = self._files.log_path(container.id)
+        tty = bool(container.config.get("Tty"))  # issue #3: a TTY container's log is sent raw
         if options.follow and container.state.running:
-            return False, self._follow(path, options.since, options.stdout, options.stderr, options.tail,
-                                       self._exit_event(container.id), options.until)
+            return tty, self._follow(path, options.since, options.stdout, options.stderr, options.tail,
+                                     self._exit_event(container.id), options.until)
         entries = await asyncio.to_thread(
             jsonfile.read_entries, path, since=options.since, until=options.until, tail=options.tail,
             stdout=options.stdout, stderr=options.stderr)
-        return False, _from_entries(entries)
+        return tty, _from_entries(entries)
 
     def _exit_event(self, cid: str) -> asyncio.Event:
         """An event set when the container next exits (or is removed): ends log follows and attaches."""
@@ -867,21 +1111,125 @@ class ContainerService:
                 break
             yield OutputChunk(entry.stream, entry.data, entry.time)
 
-    async def attach(self, ref: str, options: AttachOptions) -> tuple[bool, AsyncIterator[OutputChunk]]:
+    async def attach(self, ref: str, options: AttachOptions
+                     ) -> tuple[bool, AsyncIterator[OutputChunk], StdinSink | None]:
         container = self._get(ref)
-        if options.stdin:
-            raise NotImplementedYet("attaching stdin is not supported yet")
+        tty = bool(container.config.get("Tty"))
+        keys = parse_detach_keys(options.detach_keys if options.detach_keys is not None else DEFAULT_DETACH_KEYS)
         if not options.stream:
             if not options.logs:
-                return False, _from_entries([])
+                return tty, _from_entries([]), None
             entries = await asyncio.to_thread(jsonfile.read_entries, self._files.log_path(container.id),
                                               since=None, until=None, tail=None, stdout=options.stdout,
                                               stderr=options.stderr)
-            return False, _from_entries(entries)
-        source = self._follow(self._files.log_path(container.id), None, options.stdout, options.stderr,
-                              None if options.logs else 0, self._exit_event(container.id))
+            return tty, _from_entries(entries), None
+        stop = self._exit_event(container.id)
+        sink: _AttachStdin | None = None
+        if options.stdin and container.config.get("OpenStdin"):
+            sink = _AttachStdin(self, container, tty, keys if tty else b"", stop)
+        # Without logs: what is logged from now on. By time, not by "the end of the file when the follow opens
+        # it", which happens later, in a thread: output answering stdin sent right after the 101 would be lost.
+        since = None if options.logs else datetime.now(UTC)
+        source = self._follow(self._files.log_path(container.id), since, options.stdout, options.stderr,
+                              None, stop)
         self._emit("attach", container)  # docker event
-        return False, _pumped(source)
+        return tty, _pumped(source), sink
+
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        container = self._get(ref)
+        if not container.state.running:
+            raise Conflict(f"Container {container.id} is not running")
+        await self._tasks.resize(self._ns, container.id, width, height)
+
+
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+STDIN_CLOSE_WAIT = 60.0  # how long the end of a StdinOnce client's stdin waits for the container to start
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """Docker's detach keys ("ctrl-p,ctrl-q", "a,ctrl-@"...) as the byte sequence to watch for."""
+    out = bytearray()
+    for key in spec.split(","):
+        lower = key.lower()
+        if len(key) == 1:
+            out.append(ord(key))
+        elif lower.startswith("ctrl-") and len(key) == 6 and (
+                "a" <= lower[5] <= "z" or lower[5] in "@[\\]^_"):
+            char = lower[5]
+            out.append(ord(char) - ord("a") + 1 if "a" <= char <= "z" else ord(char) - 64)
+        else:
+            raise InvalidArgument(f"Invalid detach keys ({spec}) provided")
+    return bytes(out)
+
+
+class _AttachStdin:
+    """One attach's stdin: into the container's init-stdin FIFO once its task exists. The end of the client's
+    stdin closes the container's stdin with StdinOnce (no TTY); otherwise it ends the attach, as in Docker.
+    With a TTY the detach keys end the attach and leave the container running."""
+
+    def __init__(self, service: ContainerService, container: Container, tty: bool, detach_keys: bytes,
+                 stop: asyncio.Event) -> None:
+        self._service = service
+        self._container = container
+        self._tty = tty
+        self._keys = detach_keys
+        self._matched = 0
+        self._stop = stop
+        self._writer: TaskStdin | None = None
+        self._detached = False
+
+    async def write(self, data: bytes) -> None:
+        if self._detached or not data:
+            return
+        if self._keys:
+            data = self._scan(data)
+            if not data:
+                return
+        if self._writer is None:
+            tasks = self._service._tasks
+            await tasks.wait_created(self._service._ns, self._container.id)
+            self._writer = await tasks.open_stdin(self._service._ns, self._container.id)
+        await self._writer.write(data)
+
+    def _scan(self, data: bytes) -> bytes:
+        """Data to forward; holds back a partial detach sequence, detaches on the whole one."""
+        out = bytearray()
+        for byte in data:
+            if byte == self._keys[self._matched]:
+                self._matched += 1
+                if self._matched == len(self._keys):
+                    self._detached = True
+                    self._stop.set()
+                    self._service._emit("detach", self._container)  # docker event
+                    return bytes(out)
+                continue
+            out += self._keys[:self._matched]
+            self._matched = 0
+            if byte == self._keys[0]:
+                self._matched = 1
+            else:
+                out.append(byte)
+        return bytes(out)
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.close()
+        if self._detached:
+            return
+        if self._container.config.get("StdinOnce") and not self._tty:
+            tasks = self._service._tasks
+            current = asyncio.current_task()
+            try:
+                if current is None or not current.cancelling():
+                    # The client's stdin may end before the container started (`true | docker run -i ...`).
+                    async with asyncio.timeout(STDIN_CLOSE_WAIT):
+                        await tasks.wait_created(self._service._ns, self._container.id)
+                await tasks.close_stdin(self._service._ns, self._container.id)
+            except (AiodockError, TimeoutError):
+                pass  # no task (the attach is torn down before a start): nothing to close
+        else:
+            self._stop.set()
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
@@ -981,22 +1329,33 @@ def _networks(container: Container) -> dict[str, Any]:
     }}
 
 
-def _mounts(container: Container) -> list[dict[str, Any]]:
+def _mounts(container: Container, volume_mountpoint: Callable[[str], str]) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = []
     for bind in container.host_config.get("Binds") or []:
         parts = bind.split(":")
-        if len(parts) < 2:
-            continue
+        if len(parts) < 2 or not parts[0].startswith("/"):
+            continue  # volumes: below
         mode = parts[2] if len(parts) > 2 else ""
         result.append({"Type": "bind", "Source": parts[0], "Destination": parts[1], "Mode": mode,
                        "RW": "ro" not in mode.split(","), "Propagation": "rprivate"})
     for m in container.host_config.get("Mounts") or []:
+        if m.get("Type") == "volume":
+            continue
         entry = {"Type": m.get("Type", ""), "Source": m.get("Source", ""), "Destination": m.get("Target", ""),
                  "Mode": "", "RW": not m.get("ReadOnly", False), "Propagation": ""}
         if m.get("Type") == "bind":
             entry["Propagation"] = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
         result.append(entry)
+    for vol in container_volumes(container.id, container.config, container.host_config):
+        result.append(vol.to_docker(volume_mountpoint(vol.name)))
     return result
+
+
+def _rmdir_quietly(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
 
 
 def _labels_match(labels: dict[str, str], filters: dict[str, builtins.list[str]]) -> bool:

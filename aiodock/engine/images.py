@@ -201,6 +201,38 @@ class ImageService:
             return removed
         return await self._call(lambda e: sweep())
 
+    async def commit_layer(self, parent: Image, layer: Path, config: dict[str, Any], history: dict[str, Any],
+                           repo: str | None, tag: str | None) -> str:
+        """docker commit: a new image of ``parent``'s layers plus the uncompressed layer tar ``layer``; ``config``
+        is the whole new image config except rootfs and history (appended here). Returns the image id."""
+        def commit(e: _Events) -> str:
+            ref = parse_repository_and_tag(repo, tag) if repo else None
+            manifest, parent_config = self._parse_target(Descriptor(mf.OCI_MANIFEST, parent.manifest_digest, 0))
+            existed: set[str] = set()
+            writer = self.content.writer()
+            try:
+                with open(layer, "rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        writer.write(chunk)
+            except BaseException:
+                writer.abort()
+                raise
+            if self.content.exists(writer.digest):
+                existed.add(writer.digest)
+            digest, size = writer.commit()
+            new_config = dict(config)
+            new_config["rootfs"] = {"type": "layers", "diff_ids": mf.diff_ids(parent_config) + [digest]}
+            new_config["history"] = list(parent_config.get("history") or []) + [history]
+            layers = list(manifest.layers) + [Descriptor(mf.OCI_LAYER, digest, size)]
+            try:
+                target = self._store_image(new_config, layers, existed)
+            except BaseException:
+                self._forget_blobs([digest], existed)
+                raise
+            self._name_or_dangle(target, [str(ref)] if ref else [], e)
+            return str(self._parse_target(target)[0].config.digest)
+        return await self._call(commit)
+
     async def rootfs_size(self, container_id: str) -> int:
         return (await asyncio.to_thread(self.snapshotter.usage, container_id)).size
 

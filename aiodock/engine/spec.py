@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiodock.core.oci import opts
 from aiodock.core.oci.seccomp import default_profile
 from aiodock.core.oci.spec import default_spec
 from aiodock.core.oci.user import resolve_user
+from aiodock.engine import volumes
 from aiodock.errors import InvalidArgument, NotImplementedYet
 
 
@@ -60,10 +62,16 @@ def resolve_user_in_layers(mounts: list[Mount], user: str) -> tuple[int, int, li
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _bind_mounts(host_config: dict[str, Any]) -> list[dict[str, Any]]:
+VolumeMountResolver = Callable[[str, str, list[str]], dict[str, Any]]
+
+
+def _bind_mounts(host_config: dict[str, Any], container_id: str = "", config: dict[str, Any] | None = None,
+                 volume_mount: VolumeMountResolver | None = None) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = []
     for bind in host_config.get("Binds") or []:
         parts = bind.split(":")
+        if len(parts) == 1 and parts[0].startswith("/"):
+            continue  # -v /path: an anonymous volume (below)
         if len(parts) < 2 or len(parts) > 3:
             raise InvalidArgument(f"invalid volume specification: '{bind}'")
         src, dst = parts[0], parts[1]
@@ -72,7 +80,7 @@ def _bind_mounts(host_config: dict[str, Any]) -> list[dict[str, Any]]:
             raise InvalidArgument(f"invalid volume specification: '{bind}': invalid mount config for type \"bind\": "
                                   "invalid mount path: '" + dst + "' mount path must be absolute")
         if not src.startswith("/"):
-            raise NotImplementedYet(f"named volumes are not supported yet: '{bind}'")
+            continue  # a named volume (below)
         os.makedirs(src, exist_ok=True)  # -v creates a missing host dir, as Docker does
         options = ["rbind", "ro" if "ro" in mode else "rw"]
         options += [m for m in mode if m in ("private", "rprivate", "shared", "rshared", "slave", "rslave")]
@@ -107,26 +115,42 @@ def _bind_mounts(host_config: dict[str, Any]) -> list[dict[str, Any]]:
                 options.append("ro")
             result.append({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": options})
         elif kind == "volume":
-            raise NotImplementedYet("mounts of type \"volume\" are not supported yet")
+            continue  # below
         else:
             raise InvalidArgument(f"mount type unknown: \"{kind}\"")
     for dest, raw in (host_config.get("Tmpfs") or {}).items():
         options = ["nosuid", "nodev", "noexec"] + [o for o in raw.split(",") if o]
         result.append({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options})
+    for vol in volumes.container_volumes(container_id, config or {}, host_config):
+        if not container_id and vol.anonymous:
+            continue
+        options = ["rw" if vol.rw else "ro"]
+        options += [m for m in vol.mode.split(",") if m in ("private", "rprivate", "shared", "rshared", "slave",
+                                                              "rslave")]
+        if volume_mount is None:
+            raise InvalidArgument(f"volume {vol.name}: volumes are not served by this daemon")
+        result.append(volume_mount(vol.name, vol.destination, options))
+    result.sort(key=lambda m: len([p for p in m["destination"].split("/") if p]))  # parents before children
     return result
 
 
 def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[str, Any], args: list[str],
                rootfs: list[Mount], container_dir: Path, cgroup_parent: str,
-               netns_path: str | None = None) -> dict[str, Any]:  # network hook: netns_path
+               netns_path: str | None = None, volume_mount: VolumeMountResolver | None = None) -> dict[str, Any]:
     """Blocking (reads the image's passwd/group and the host's paths): call from a thread."""
     spec = default_spec(container_id, cgroups_path=f"/{cgroup_parent.strip('/')}/{container_id}")
     opts.with_process_args(spec, args)
+    spec["process"]["terminal"] = bool(config.get("Tty"))  # the shim takes the pty master
     env = list(config.get("Env") or [])
     if not any(e.startswith("PATH=") for e in env):
         env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     if not any(e.startswith("HOSTNAME=") for e in env):
         env.insert(1, f"HOSTNAME={config.get('Hostname') or container_id[:12]}")
+    if config.get("Tty") and not any(e.startswith("TERM=") for e in env):
+        env.append("TERM=xterm")  # as Docker sets it for -t
+    console = host_config.get("ConsoleSize") or [0, 0]
+    if config.get("Tty") and len(console) == 2 and console[0] and console[1]:
+        spec["process"]["consoleSize"] = {"height": int(console[0]), "width": int(console[1])}
     opts.with_env(spec, env)
     opts.with_cwd(spec, config.get("WorkingDir") or "/")
     uid, gid, gids = resolve_user_in_layers(rootfs, config.get("User") or "")
@@ -140,7 +164,7 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
     if not host_net:
         opts.with_hostname(spec, config.get("Hostname") or container_id[:12])
     opts.with_network_namespace(spec, "host" if host_net else netns_path or "private")
-    mounts = _bind_mounts(host_config)
+    mounts = _bind_mounts(host_config, container_id, config, volume_mount)
     for fname, dest in (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"),
                         ("resolv.conf", "/etc/resolv.conf")):
         if not any(m["destination"] == dest for m in mounts):

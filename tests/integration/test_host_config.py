@@ -81,3 +81,9 @@ def test_stop_signal_and_timeout_from_config(daemon: Daemon, busybox: str) -> No
     daemon.docker("stop", "usr2stop", check=True)
     assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}", "usr2stop").stdout.strip() == "12"
     daemon.docker("rm", "usr2stop", check=True)
+
+
+def test_tty_sets_term_like_docker(daemon: Daemon, busybox: str) -> None:
+    code, out, err = run(daemon, "-t", busybox, "sh", "-c", "echo $TERM; test -t 1 && echo tty")
+    assert code == 0, err
+    assert out.replace("\r", "").split() == ["xterm", "tty"]

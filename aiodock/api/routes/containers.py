@@ -5,27 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from aiohttp import web
 
 from aiodock.api import hijack, params, streams
 from aiodock.api.keys import CONTAINERS
-from aiodock.engine.backend import AttachOptions, LogOptions, OutputChunk
+from aiodock.engine.backend import AttachOptions, LogOptions, OutputChunk, StdinSink
 from aiodock.errors import AiodockError, InvalidArgument
 
 routes = web.RouteTableDef()
+LINGER_SECONDS = 2.0
 log = structlog.get_logger("aiodock.api")
-
-
-class StdinSink(Protocol):
-    """What a backend may return as a third element of attach() to receive the client's stdin."""
-
-    def write(self, data: bytes) -> Awaitable[None]: ...
-
-    def close(self) -> Awaitable[None]: ...
 
 
 @routes.post("/containers/create")
@@ -90,6 +83,13 @@ async def pause(request: web.Request) -> web.Response:
 async def unpause(request: web.Request) -> web.Response:
     await request.app[CONTAINERS].unpause(request.match_info["id"])
     return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/resize")
+async def resize(request: web.Request) -> web.Response:
+    await request.app[CONTAINERS].resize(request.match_info["id"], height=params.integer(request, "h") or 0,
+                                         width=params.integer(request, "w") or 0)
+    return web.Response(status=200)
 
 
 @routes.get("/containers/{id}/top")
@@ -158,6 +158,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         stream=params.boolean(request, "stream"), stdout=params.boolean(request, "stdout"),
         stderr=params.boolean(request, "stderr"), stdin=params.boolean(request, "stdin"),
         logs=params.boolean(request, "logs"),
+        detach_keys=request.query.get("detachKeys"),
     )
     # Register for output before answering, so nothing produced right after the 101 is lost.
     result: tuple[Any, ...] = await request.app[CONTAINERS].attach(request.match_info["id"], options)
@@ -174,7 +175,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     except BaseException:
         await _aclose(chunks)
         raise
-    await _serve_hijacked(connection, output, stdin)
+    await _serve_hijacked(connection, output, stdin, request.transport)
     return response
 
 
@@ -195,8 +196,11 @@ async def _copy_to_response(response: web.StreamResponse, data: AsyncIterator[by
 
 
 async def _serve_hijacked(connection: hijack.HijackedConnection, output: AsyncIterator[bytes],
-                          stdin: StdinSink | None) -> None:
-    """Output to the client until the container's stream ends (or the client leaves); stdin the other way."""
+                          stdin: StdinSink | None, transport: asyncio.BaseTransport | None = None) -> None:
+    """Output to the client until the container's stream ends (or the client leaves); stdin the other way.
+    At the end, a client still sending stdin (`yes | docker run -i busybox head -n1`) is sent EOF and given a
+    moment to read the rest and close first: closing on its unread input would reset the connection, and the
+    client would report the reset instead of the exit code."""
     async def pump_out() -> None:
         async for piece in output:
             await connection.write(piece)
@@ -225,11 +229,29 @@ async def _serve_hijacked(connection: hijack.HijackedConnection, output: AsyncIt
         except Exception:
             log.exception("api_attach_stream_failed")
         await _aclose(output)
+        if not in_task.done():
+            in_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, AiodockError):
+            await in_task
+        await _linger(connection, transport)
         connection.close()
         if not in_task.done():  # the client may still be half-open on stdin: drop it with the connection
             in_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError, AiodockError):
             await in_task
+
+
+async def _linger(connection: hijack.HijackedConnection, transport: asyncio.BaseTransport | None) -> None:
+    if connection.closed or not isinstance(transport, asyncio.WriteTransport) or transport.is_closing() \
+            or not transport.can_write_eof():
+        return
+    try:
+        transport.write_eof()
+        async with asyncio.timeout(LINGER_SECONDS):
+            while await connection.read():
+                pass  # stdin nobody takes any more
+    except (TimeoutError, OSError, RuntimeError):
+        pass
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
