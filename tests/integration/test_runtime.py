@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,37 +14,16 @@ from aiodock import errors
 from aiodock.core import events as ev
 from aiodock.core.runtime.testing import (
     RuntimeHarness,
-    build_busybox_rootfs,
     cgroup_dirs,
     pid_alive,
     processes_with_cwd_under,
 )
 from aiodock.shim.protocol import STDIN_FIFO
+from tests.integration.conftest import needs_root
 
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("runc") is None or not os.path.exists("/bin/busybox"),
-    reason="needs root, runc and /bin/busybox",
-)
 NS = "default"
 
 
-@pytest.fixture(scope="module")
-def rootfs() -> Iterator[Path]:
-    tmp = Path(tempfile.mkdtemp(prefix="adk-rootfs-", dir="/tmp"))
-    try:
-        yield build_busybox_rootfs(tmp / "rootfs")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@pytest.fixture
-async def harness(rootfs: Path) -> AsyncIterator[RuntimeHarness]:
-    h = RuntimeHarness(rootfs)
-    try:
-        yield h
-    finally:
-        problems = await h.cleanup()
-        assert not problems, problems
 
 
 def log_entries(path: Path) -> list[dict[str, str]]:

@@ -4,43 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from aiodock.core import events as ev
-from aiodock.core.runtime.testing import RuntimeHarness, build_busybox_rootfs, cgroup_dirs, pid_alive
+from aiodock.core.runtime.testing import RuntimeHarness, cgroup_dirs, pid_alive
 from aiodock.shim.protocol import BOOTSTRAP_FILE, EXIT_FILE, Bootstrap
+from tests.integration.conftest import needs_root
 
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("runc") is None or not os.path.exists("/bin/busybox"),
-    reason="needs root, runc and /bin/busybox",
-)
 pytestmark = [pytest.mark.root, needs_root]
 NS = "default"
 
 
-@pytest.fixture(scope="module")
-def rootfs() -> Iterator[Path]:
-    tmp = Path(tempfile.mkdtemp(prefix="adk-rootfs-", dir="/tmp"))
-    try:
-        yield build_busybox_rootfs(tmp / "rootfs")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@pytest.fixture
-async def harness(rootfs: Path) -> AsyncIterator[RuntimeHarness]:
-    h = RuntimeHarness(rootfs)
-    try:
-        yield h
-    finally:
-        problems = await h.cleanup()
-        assert not problems, problems
 
 
 async def until(predicate: object, timeout: float = 10.0) -> None:
