@@ -539,9 +539,12 @@ class TaskManager:
                 await asyncio.gather(task.watcher, return_exceptions=True)
                 task.watcher = None
             response: dict[str, Any] | None = None
+            began = time.perf_counter()
+            answered = gone_at = began
             if task.shim_alive():
                 try:
                     response = await task.client.call(p.OP_DELETE, timeout=FORCE_KILL_TIMEOUT + 20.0, force=force)
+                    answered = time.perf_counter()
                 except ShimUnreachable:
                     response = None
                 except errors.AiodockError:
@@ -550,6 +553,7 @@ class TaskManager:
                     raise
                 await task.client.close()
                 gone = await _wait_gone(task.shim_pid, task.shim_start_time, SHIM_EXIT_TIMEOUT)
+                gone_at = time.perf_counter()
                 if not gone and response is None:  # alive but not answering: no choice left
                     _kill_quietly(task.shim_pid, task.shim_start_time)
                     await _wait_gone(task.shim_pid, task.shim_start_time, SHIM_EXIT_TIMEOUT)
@@ -569,7 +573,9 @@ class TaskManager:
                     container_id=container_id, pid=exit_.pid, exit_status=exit_.exit_status,
                     exited_at=exit_.exited_at,
                 ))
-            log.info("task deleted", namespace=namespace, container_id=container_id)
+            log.info("task deleted", namespace=namespace, container_id=container_id,
+                     shim_ms=round((answered - began) * 1000, 1), shim_exit_ms=round((gone_at - answered) * 1000, 1),
+                     cleanup_ms=round((time.perf_counter() - gone_at) * 1000, 1))
             return exit_
 
     # --- restart recovery ------------------------------------------------------------------------------------
