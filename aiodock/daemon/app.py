@@ -108,7 +108,7 @@ class Daemon:
         self.networks.set_container_lookup(self.containers.inspect)
         self.stats = StatsService(config=config, containers=self.containers)
         self.system = SystemService(config=config, containers=self.containers, images=self.images,
-                                    daemon_id=_daemon_id(config.data_root))
+                                    daemon_id=_daemon_id(config.data_root), volumes=self.volumes)
         self.grpc = build_grpc_server(self)
         self._runner: object | None = None
 

@@ -229,3 +229,9 @@ class SystemBackend(Protocol):
 
     async def version(self) -> dict[str, Any]:
         """GET /version."""
+
+    async def df(self) -> dict[str, Any]:
+        """GET /system/df."""
+
+    async def build_prune(self) -> dict[str, Any]:
+        """POST /build/prune."""

@@ -233,6 +233,13 @@ class ImageService:
             return str(self._parse_target(target)[0].config.digest)
         return await self._call(commit)
 
+    async def layers_size(self) -> int:
+        """Bytes on disk of every unpacked image layer (committed snapshots): GET /system/df's LayersSize."""
+        def total() -> int:
+            return sum(self.snapshotter.usage(info.name).size for info in self.snapshotter.list()
+                       if info.kind == Kind.COMMITTED)
+        return await asyncio.to_thread(total)
+
     async def rootfs_size(self, container_id: str) -> int:
         return (await asyncio.to_thread(self.snapshotter.usage, container_id)).size
 

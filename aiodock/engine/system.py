@@ -16,6 +16,7 @@ from aiodock import API_VERSION, MIN_API_VERSION, __version__
 from aiodock.config import DaemonConfig
 from aiodock.engine.containers import ContainerService
 from aiodock.engine.images import ImageService
+from aiodock.engine.volumes import VolumeService
 
 ENGINE_VERSION = f"25.0.0+aiodock.{__version__}"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "s390x": "s390x", "ppc64le": "ppc64le"}
@@ -58,10 +59,11 @@ def _runtime_version(runtime: str) -> str:
 
 class SystemService:
     def __init__(self, *, config: DaemonConfig, containers: ContainerService, images: ImageService,
-                 daemon_id: str) -> None:
+                 daemon_id: str, volumes: VolumeService | None = None) -> None:
         self._config = config
         self._containers = containers
         self._images = images
+        self._volumes = volumes
         self._daemon_id = daemon_id
         self._runtime_commit: str | None = None
 
@@ -85,6 +87,24 @@ class SystemService:
             "KernelVersion": uname.release,
             "BuildTime": "",
         }
+
+    async def df(self) -> dict[str, Any]:
+        """GET /system/df: images (with how many containers use each), containers with their writable-layer size,
+        volumes with their usage, the unpacked layers' size on disk, and an empty build cache (aiodock has no
+        builder yet)."""
+        containers = await self._containers.list(all=True, size=True)
+        users: dict[str, int] = {}
+        for item in containers:
+            users[item["ImageID"]] = users.get(item["ImageID"], 0) + 1
+        images = [{**image, "Containers": users.get(image["Id"], 0), "SharedSize": 0}
+                  for image in await self._images.list_images(all=True)]
+        volumes = await self._volumes.disk_usage() if self._volumes is not None else []
+        return {"LayersSize": await self._images.layers_size(), "Images": images, "Containers": containers,
+                "Volumes": volumes, "BuildCache": []}
+
+    async def build_prune(self) -> dict[str, Any]:
+        """POST /build/prune (called by `docker system prune`): there is no build cache to reclaim."""
+        return {"CachesDeleted": None, "SpaceReclaimed": 0}
 
     async def info(self) -> dict[str, Any]:
         if self._runtime_commit is None:

@@ -206,6 +206,14 @@ class VolumeService:
             result.append(self._doc(record))
         return {"Volumes": result, "Warnings": None}
 
+    async def disk_usage(self) -> builtins.list[dict[str, Any]]:
+        """Every volume with UsageData {Size, RefCount} (GET /system/df): the bytes under its _data and how many
+        containers mount it."""
+        records = sorted(self._volumes.items())
+        sizes = await asyncio.to_thread(lambda: [_du(Path(self.mountpoint(name))) for name, _ in records])
+        return [{**self._doc(record), "UsageData": {"Size": size, "RefCount": len(self._users(name))}}
+                for (name, record), size in zip(records, sizes, strict=True)]
+
     async def remove_volume(self, name: str, force: bool = False) -> None:
         async with self._lock:
             record = self._volumes.get(name)

@@ -1,4 +1,4 @@
-"""/_ping, /version, /info."""
+"""/_ping, /version, /info, /system/df, /build/prune."""
 
 from __future__ import annotations
 
@@ -34,3 +34,13 @@ async def version(request: web.Request) -> web.Response:
 @routes.get("/info")
 async def info(request: web.Request) -> web.Response:
     return streams.json_response(await request.app[SYSTEM].info())
+
+
+@routes.get("/system/df")
+async def disk_usage(request: web.Request) -> web.Response:
+    return streams.json_response(await request.app[SYSTEM].df())
+
+
+@routes.post("/build/prune")
+async def build_prune(request: web.Request) -> web.Response:
+    return streams.json_response(await request.app[SYSTEM].build_prune())
