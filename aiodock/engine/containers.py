@@ -332,6 +332,8 @@ class ContainerService:
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         if not ID_PREFIX_RE.match(image_ref):
             parse_normalized(image_ref)  # "invalid reference format" (400) rather than "No such image" (404)
+        if host_config.get("VolumesFrom"):
+            host_config = {**host_config, "Binds": self._binds_from(host_config)}
         image = await self._images.resolve(image_ref)
         cfg = _merge_image_config(body, image)
         command = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
@@ -490,6 +492,26 @@ class ContainerService:
     def emit(self, action: str, ref: str, **extra: Any) -> None:
         """Record a Docker container event for archive/commit operations (extract-to-dir, commit, ...)."""
         self._emit(action, self._get(ref), **extra)
+
+    def _binds_from(self, host_config: dict[str, Any]) -> builtins.list[str]:
+        """--volumes-from CONTAINER[:ro|rw]: the source's volumes and binds, at the same destinations, as binds of
+        the new container (resolved at create, as Docker does). The container's own binds win on a clash."""
+        binds = list(host_config.get("Binds") or [])
+        taken = {b.split(":")[1] for b in binds if ":" in b}
+        taken |= {m.get("Target", "") for m in host_config.get("Mounts") or []}
+        for spec in host_config["VolumesFrom"]:
+            ref, _, mode = str(spec).partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise InvalidArgument(f"invalid mode for volumes-from: {mode}")
+            source = self._get(ref)
+            for mount in _mounts(source, self._volume_mountpoint):
+                if mount["Type"] not in ("volume", "bind") or mount["Destination"] in taken:
+                    continue
+                origin = mount["Name"] if mount["Type"] == "volume" else mount["Source"]
+                access = mode or ("rw" if mount["RW"] else "ro")
+                binds.append(f"{origin}:{mount['Destination']}:{access}")
+                taken.add(mount["Destination"])
+        return binds
 
     # ---- start ------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,33 @@
+"""--volumes-from shares another container's volumes (named and anonymous) and binds, read-write or read-only."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Daemon
+
+pytestmark = pytest.mark.root
+
+
+def test_volumes_from_shares_anonymous_and_named_volumes(daemon: Daemon, busybox: str) -> None:
+    daemon.docker("run", "--name", "vsource", "-v", "/anon", "-v", "vfnamed:/named", busybox, "sh", "-c",
+                  "echo a > /anon/f; echo n > /named/f", check=True)
+    try:
+        out = daemon.docker("run", "--rm", "--volumes-from", "vsource", busybox, "sh", "-c",
+                            "cat /anon/f /named/f; echo more >> /anon/f", check=True).stdout
+        assert out == "a\nn\n"
+        ro = daemon.docker("run", "--rm", "--volumes-from", "vsource:ro", busybox, "sh", "-c",
+                           "cat /anon/f; touch /named/x 2>/dev/null || echo read-only")
+        assert ro.stdout == "a\nmore\nread-only\n", ro.stderr
+        daemon.docker("create", "--name", "vuser", "--volumes-from", "vsource", busybox, "true", check=True)
+        mounts = {m["Destination"]: m for m in json.loads(daemon.docker("inspect", "vuser").stdout)[0]["Mounts"]}
+        assert mounts["/named"]["Name"] == "vfnamed" and mounts["/anon"]["Type"] == "volume"
+        status, body = daemon.api("POST", "/containers/create", {"Image": busybox, "Cmd": ["true"],
+                                                                  "HostConfig": {"VolumesFrom": ["nosuch"]}})
+        assert status == 404 and json.loads(body)["message"] == "No such container: nosuch"
+    finally:
+        daemon.docker("rm", "-f", "vuser", "vsource")
+        daemon.docker("volume", "rm", "vfnamed")
+        daemon.docker("volume", "prune", "-f")
