@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from aiodock.core.oci.user import resolve_user
 from aiodock.errors import InternalError, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
@@ -361,8 +362,10 @@ def validate_tar(fh: IO[bytes], dest: str) -> None:
         raise InvalidArgument(f"invalid tar: {exc}") from None
 
 
-def extract_tar(root: Root, fh: IO[bytes], dest: str, *, no_overwrite_dir_non_dir: bool = False) -> None:
-    """Extract a (validated) tar into the directory ``dest`` of the root, every path resolved in scope."""
+def extract_tar(root: Root, fh: IO[bytes], dest: str, *, no_overwrite_dir_non_dir: bool = False,
+                owner: tuple[int, int] | None = None) -> None:
+    """Extract a (validated) tar into the directory ``dest`` of the root, every path resolved in scope.
+    ``owner`` (copyUIDGID): every entry gets that uid/gid instead of the tar's."""
     dir_times: list[tuple[str, int]] = []
     try:
         with tarfile.open(fileobj=fh, mode="r|*") as tf:
@@ -371,6 +374,8 @@ def extract_tar(root: Root, fh: IO[bytes], dest: str, *, no_overwrite_dir_non_di
                 target = posixpath.join(dest, rel)
                 if not (m.isdir() or m.isreg() or m.issym() or m.islnk() or m.ischr() or m.isblk() or m.isfifo()):
                     continue
+                if owner is not None:
+                    m.uid, m.gid = owner
                 _extract_one(root, tf, m, target, dest, no_overwrite_dir_non_dir)
                 if m.isdir():
                     dir_times.append((target, int(m.mtime)))
@@ -606,8 +611,13 @@ class ArchiveService:
         async with self._containers.container_root(ref) as (container, root_path):
             read_only = bool(container.host_config.get("ReadonlyRootfs"))
             writable = self._containers.writable_mounts(container.id) if read_only else []
+            owner: tuple[int, int] | None = None
+            if copy_uid_gid:  # the container's user, from its own passwd/group, read inside its root
+                uid, gid, _ = await asyncio.to_thread(resolve_user, Path(root_path),
+                                                      container.config.get("User") or "0")
+                owner = (uid, gid)
             await asyncio.to_thread(_guarded, ref, path, _extract_in, str(root_path), path, src,
-                                    no_overwrite_dir_non_dir, read_only, writable)
+                                    no_overwrite_dir_non_dir, read_only, writable, owner)
         self._containers.emit("extract-to-dir", container.id)
 
 
@@ -681,7 +691,7 @@ def _stat_in(root_path: str, path: str) -> tuple[PathStat, str]:
 
 
 def _extract_in(root_path: str, path: str, src: Path, no_overwrite: bool, read_only: bool,
-                writable: list[str]) -> None:
+                writable: list[str], owner: tuple[int, int] | None = None) -> None:
     with Root(root_path) as root:
         abs_path = posixpath.normpath("/" + path)
         fd, dest = root.resolve(abs_path)
@@ -695,7 +705,7 @@ def _extract_in(root_path: str, path: str, src: Path, no_overwrite: bool, read_o
         with open(src, "rb") as fh:
             validate_tar(fh, dest)
         with open(src, "rb") as fh:
-            extract_tar(root, fh, dest, no_overwrite_dir_non_dir=no_overwrite)
+            extract_tar(root, fh, dest, no_overwrite_dir_non_dir=no_overwrite, owner=owner)
 
 
 __all__ = ["ArchiveService", "Breakout", "ClosingStream", "PathStat", "piped", "Root", "copy_up", "extract_tar", "go_file_mode", "stat_path",

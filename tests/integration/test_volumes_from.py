@@ -31,3 +31,20 @@ def test_volumes_from_shares_anonymous_and_named_volumes(daemon: Daemon, busybox
         daemon.docker("rm", "-f", "vuser", "vsource")
         daemon.docker("volume", "rm", "vfnamed")
         daemon.docker("volume", "prune", "-f")
+
+
+def test_cp_archive_mode_takes_the_container_users_ids(daemon: Daemon, busybox: str) -> None:
+    import tempfile
+    from pathlib import Path
+
+    host = Path(tempfile.mkdtemp(prefix="adk-cp-", dir="/tmp"))
+    try:
+        (host / "f").write_text("owned\n")
+        daemon.docker("run", "-d", "--name", "cpowner", "--user", "nobody", busybox, "sleep", "30", check=True)
+        daemon.docker("cp", "-a", str(host / "f"), "cpowner:/tmp/f", check=True)
+        out = daemon.docker("exec", "cpowner", "stat", "-c", "%u:%g", "/tmp/f", check=True).stdout.strip()
+        assert out == "65534:65534"  # nobody's uid and gid from the image's passwd
+    finally:
+        daemon.docker("rm", "-f", "cpowner")
+        import shutil
+        shutil.rmtree(host)
