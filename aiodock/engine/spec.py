@@ -62,7 +62,7 @@ def resolve_user_in_layers(mounts: list[Mount], user: str) -> tuple[int, int, li
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-VolumeMountResolver = Callable[[str, str, list[str]], dict[str, Any]]
+VolumeMountResolver = Callable[[str, str, list[str], str], dict[str, Any]]
 
 
 def _bind_mounts(host_config: dict[str, Any], container_id: str = "", config: dict[str, Any] | None = None,
@@ -129,7 +129,7 @@ def _bind_mounts(host_config: dict[str, Any], container_id: str = "", config: di
                                                               "rslave")]
         if volume_mount is None:
             raise InvalidArgument(f"volume {vol.name}: volumes are not served by this daemon")
-        result.append(volume_mount(vol.name, vol.destination, options))
+        result.append(volume_mount(vol.name, vol.destination, options, vol.subpath))
     result.sort(key=lambda m: len([p for p in m["destination"].split("/") if p]))  # parents before children
     return result
 

@@ -41,6 +41,7 @@ class MountPoint:
     mode: str = ""
     anonymous: bool = False
     copy: bool = True  # copy-up the image's content on first use (nocopy turns it off)
+    subpath: str = ""  # --mount type=volume,volume-subpath=...: mount only that directory of the volume
 
     def to_docker(self, mountpoint: str) -> dict[str, Any]:
         return {"Type": "volume", "Name": self.name, "Source": mountpoint, "Destination": self.destination,
@@ -79,8 +80,12 @@ def container_volumes(container_id: str, config: dict[str, Any], host_config: di
             continue
         options = m.get("VolumeOptions") or {}
         source = m.get("Source") or ""
+        subpath = str(options.get("Subpath") or "")
+        if subpath and (subpath.startswith("/") or ".." in subpath.split("/")):
+            raise InvalidArgument(f"invalid volume subpath {subpath!r}: it must be a relative path inside the volume")
         found[target] = MountPoint(source or anonymous_name(container_id, target), target,
-                                   rw=not m.get("ReadOnly"), anonymous=not source, copy=not options.get("NoCopy"))
+                                   rw=not m.get("ReadOnly"), anonymous=not source, copy=not options.get("NoCopy"),
+                                   subpath=subpath)
     for dst in (config.get("Volumes") or {}):
         dst = os.path.normpath(dst)
         if dst in found or dst in taken:
@@ -266,11 +271,22 @@ class VolumeService:
 
     # ---- containers ---------------------------------------------------------------------------------------
 
-    def oci_mount(self, name: str, destination: str, options: builtins.list[str]) -> dict[str, Any]:
-        """The OCI mount of volume ``name`` at ``destination`` (called from build_spec's thread)."""
+    def oci_mount(self, name: str, destination: str, options: builtins.list[str],
+                  subpath: str = "") -> dict[str, Any]:
+        """The OCI mount of volume ``name`` (or of its ``subpath``) at ``destination`` (from build_spec's thread)."""
         record = self._volumes.get(name)
         vopts = (record or {}).get("Options") or {}
         kind = vopts.get("type")
+        if kind and subpath:
+            raise InvalidArgument(f"volume {name}: a subpath needs a volume without type/device options")
+        if subpath:
+            base = os.path.realpath(self.mountpoint(name))
+            path = os.path.realpath(os.path.join(base, subpath))  # symlinks in the volume resolved...
+            if not path.startswith(base + os.sep):  # ...and not allowed to lead out of it
+                raise InvalidArgument(f"volume {name}: subpath {subpath!r} leads outside the volume")
+            if not os.path.isdir(path):
+                raise InvalidArgument(f"cannot access path {path}: no such directory in volume {name}")
+            return {"destination": destination, "type": "bind", "source": path, "options": ["rbind"] + options}
         if kind:
             extra = [o for o in (vopts.get("o") or "").split(",") if o]
             if kind == "tmpfs":

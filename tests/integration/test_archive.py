@@ -171,3 +171,25 @@ def test_cp_into_a_stopped_containers_volume(daemon: Daemon, tmp_path: Path) -> 
     finally:
         daemon.docker("rm", "-f", "cpv")
         daemon.docker("volume", "rm", "cpvol")
+
+
+def test_export_then_import_round_trip(daemon: Daemon) -> None:
+    import tempfile
+    from pathlib import Path
+
+    work = Path(tempfile.mkdtemp(prefix="adk-export-", dir="/tmp"))
+    try:
+        daemon.docker("run", "--name", "exporter", "busybox", "sh", "-c", "echo kept > /marker; rm /bin/vi",
+                      check=True)
+        daemon.docker("export", "-o", str(work / "fs.tar"), "exporter", check=True)
+        image_id = daemon.docker("import", "-c", 'CMD ["sh"]', str(work / "fs.tar"), "roundtrip:1",
+                                 check=True).stdout.strip()
+        assert image_id.startswith("sha256:")
+        out = daemon.docker("run", "--rm", "roundtrip:1", "sh", "-c", "cat /marker; ls /bin/vi 2>&1 || true",
+                            check=True).stdout
+        assert out.startswith("kept\n") and "No such file" in out
+    finally:
+        daemon.docker("rm", "-f", "exporter")
+        daemon.docker("rmi", "roundtrip:1")
+        import shutil
+        shutil.rmtree(work)

@@ -48,3 +48,38 @@ def test_cp_archive_mode_takes_the_container_users_ids(daemon: Daemon, busybox: 
         daemon.docker("rm", "-f", "cpowner")
         import shutil
         shutil.rmtree(host)
+
+
+def test_volume_subpath_mounts_one_directory_of_the_volume(daemon: Daemon, busybox: str) -> None:
+    daemon.docker("volume", "create", "subvol", check=True)
+    try:
+        daemon.docker("run", "--rm", "-v", "subvol:/v", busybox, "sh", "-c",
+                      "mkdir -p /v/a && echo inside-a > /v/a/f && echo top > /v/top && ln -s / /v/escape",
+                      check=True)
+
+        def run_with(subpath: str) -> tuple[int, str]:
+            status, body = daemon.api("POST", "/containers/create", {
+                "Image": busybox, "Cmd": ["sh", "-c", "ls /data; cat /data/f"],
+                "HostConfig": {"Mounts": [{"Type": "volume", "Source": "subvol", "Target": "/data",
+                                           "VolumeOptions": {"Subpath": subpath}}]}})
+            if status != 201:
+                return status, json.loads(body)["message"]
+            cid = json.loads(body)["Id"]
+            try:
+                started = daemon.api("POST", f"/containers/{cid}/start")
+                if started[0] != 204:
+                    return started[0], json.loads(started[1])["message"]
+                daemon.api("POST", f"/containers/{cid}/wait")
+                return 204, daemon.docker("logs", cid).stdout
+            finally:
+                daemon.api("DELETE", f"/containers/{cid}?force=1")
+
+        assert run_with("a") == (204, "f\ninside-a\n")  # only a/ is visible, not top
+        status, message = run_with("../../etc")
+        assert status == 400 and "relative path inside the volume" in message
+        status, message = run_with("escape")  # a symlink in the volume pointing at the host's /
+        assert status == 400 and "leads outside the volume" in message
+        status, message = run_with("missing")
+        assert status == 400 and "no such directory" in message
+    finally:
+        daemon.docker("volume", "rm", "subvol")
