@@ -17,6 +17,18 @@ from aiodock.core.oci.user import resolve_user
 from aiodock.engine import volumes
 from aiodock.errors import InvalidArgument, NotImplementedYet
 
+INIT_DESTINATION = "/sbin/docker-init"
+INIT_BINARIES = ("docker-init", "tini-static")  # a static binary: the image may have no libc
+
+
+def init_binary() -> str:
+    """The host's init for --init, as Docker looks for docker-init (Debian's tini-static serves)."""
+    for name in INIT_BINARIES:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise InvalidArgument('exec: "docker-init": executable file not found in $PATH')
+
 
 def network_mode(host_config: dict[str, Any]) -> str:
     mode = host_config.get("NetworkMode") or "default"
@@ -139,6 +151,12 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
                netns_path: str | None = None, volume_mount: VolumeMountResolver | None = None) -> dict[str, Any]:
     """Blocking (reads the image's passwd/group and the host's paths): call from a thread."""
     spec = default_spec(container_id, cgroups_path=f"/{cgroup_parent.strip('/')}/{container_id}")
+    init_mount: list[dict[str, Any]] = []
+    if host_config.get("Init"):  # --init: a minimal init (tini) as PID 1 reaps zombies and forwards signals
+        init_path = init_binary()
+        args = [INIT_DESTINATION, "--", *args]
+        init_mount.append({"destination": INIT_DESTINATION, "type": "bind", "source": init_path,
+                           "options": ["rbind", "ro"]})
     opts.with_process_args(spec, args)
     spec["process"]["terminal"] = bool(config.get("Tty"))  # the shim takes the pty master
     env = list(config.get("Env") or [])
@@ -164,7 +182,7 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
     if not host_net:
         opts.with_hostname(spec, config.get("Hostname") or container_id[:12])
     opts.with_network_namespace(spec, "host" if host_net else netns_path or "private")
-    mounts = _bind_mounts(host_config, container_id, config, volume_mount)
+    mounts = _bind_mounts(host_config, container_id, config, volume_mount) + init_mount
     for fname, dest in (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"),
                         ("resolv.conf", "/etc/resolv.conf")):
         if not any(m["destination"] == dest for m in mounts):

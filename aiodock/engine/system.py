@@ -145,7 +145,7 @@ class SystemService:
             "Runtimes": {self._config.runtime: {"path": runtime_path}}, "DefaultRuntime": self._config.runtime,
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                       "Error": "", "RemoteManagers": None},
-            "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
+            "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "docker-init",
             "ContainerdCommit": {"ID": "aiodock-" + __version__},
             "RuncCommit": {"ID": self._runtime_commit}, "InitCommit": {"ID": ""},
             "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": [],
