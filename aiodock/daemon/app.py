@@ -27,6 +27,7 @@ from aiodock.engine.commit import CommitService
 from aiodock.engine.containers import NAMESPACE, ContainerService
 from aiodock.engine.events import DockerEvents, EventedImages
 from aiodock.engine.exec import ExecService
+from aiodock.engine.health import HealthMonitor
 from aiodock.engine.images import ImageService
 from aiodock.engine.networking import NetworkService
 from aiodock.engine.state import ContainerFiles
@@ -105,6 +106,9 @@ class Daemon:
         self.execs = ExecService(containers=self.containers, images=self.images, tasks=self.tasks,
                                  events=self.docker_events)
         self.containers.set_exec_lookup(self.execs.exec_ids)
+        self.health = HealthMonitor(containers=self.containers, execs=self.execs,
+                                    emit=lambda cid, action: self.containers.emit(action, cid))
+        self.containers.set_health_monitor(self.health)
         self.networks.set_container_lookup(self.containers.inspect)
         self.stats = StatsService(config=config, containers=self.containers)
         self.system = SystemService(config=config, containers=self.containers, images=self.images,
@@ -145,6 +149,7 @@ class Daemon:
         if runner is not None:
             await runner.cleanup()  # type: ignore[attr-defined]
         await self.execs.close()
+        await self.health.close()
         await self.containers.close()
         await self.networks.close()
         await self.grpc.close()

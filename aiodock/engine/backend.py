@@ -115,6 +115,12 @@ class ContainerBackend(Protocol):
     async def top(self, ref: str, ps_args: str = "") -> dict[str, Any]:
         """{"Titles": [...], "Processes": [[...], ...]}: host `ps` rows of the container's processes."""
 
+    async def update(self, ref: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /containers/{id}/update: body is Docker's UpdateConfig (Memory, MemorySwap, MemoryReservation,
+        NanoCpus, CpuShares, CpuPeriod, CpuQuota, CpusetCpus, PidsLimit, RestartPolicy). Merged into the HostConfig
+        and persisted; applied at once to a running container. Returns {"Warnings": [...]}. InvalidArgument for bad
+        values ("Minimum memory limit allowed is 6MB"), Conflict "Cannot update container <id>: ..."."""
+
 
 class ExecBackend(Protocol):
     async def create(self, ref: str, body: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import os
 import re
 import secrets
 import signal as _signal
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiodock.config import DaemonConfig
 from aiodock.core import events as ev
@@ -139,7 +140,15 @@ def _merge_image_config(body: dict[str, Any], image: Image) -> dict[str, Any]:
         cfg["ExposedPorts"] = img["ExposedPorts"]
     if img.get("Volumes") and not cfg.get("Volumes"):
         cfg["Volumes"] = img["Volumes"]
+    if img.get("Healthcheck"):  # the container's health-* fields win, the image's fill the rest
+        cfg["Healthcheck"] = {**img["Healthcheck"], **{k: v for k, v in (cfg.get("Healthcheck") or {}).items() if v}}
     return cfg
+
+
+class HealthMonitorLike(Protocol):
+    def start(self, container_id: str) -> None: ...
+
+    def stop(self, container_id: str) -> None: ...
 
 
 class ContainerService:
@@ -163,19 +172,31 @@ class ContainerService:
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._restarts: dict[str, asyncio.Task[None]] = {}
         self._loading = False
-        self._being_removed: set[str] = set()  # rm -f kills: no restart policy applies to those exits
+        self._being_removed: set[str] = set()  # rm -f and restart: no restart policy applies to those exits
         self._deferred_restarts: builtins.list[tuple[str, float]] = []
         self._backoff: dict[str, float] = {}
         self._removing: set[str] = set()
         self._docker_events: DockerEvents | None = None  # set_docker_events
         self._networks = networks
         self._exec_ids: Callable[[str], builtins.list[str]] = lambda container_id: []
+        self._health: HealthMonitorLike | None = None
         self._volumes: VolumeService | None = None  # set_volumes
         images.set_usage_check(self._image_users)
 
     def _volume_mountpoint(self, name: str) -> str:
         """Where a volume lives on the host (inspect's Mounts Source)."""
         return self._volumes.mountpoint(name) if self._volumes is not None else ""
+
+    def set_health_monitor(self, monitor: HealthMonitorLike) -> None:
+        """The health checker: started with each run of a container that has a health check, stopped at exit."""
+        self._health = monitor
+
+    async def set_health(self, container_id: str, health: dict[str, Any]) -> None:
+        """State.Health, as the health checker finds it."""
+        async with self._lock(container_id):
+            container = self._containers.get(container_id)
+            if container is not None and container.state.running:
+                await self._save(container.with_state(health=health))
 
     def set_exec_lookup(self, exec_ids: Callable[[str], builtins.list[str]]) -> None:
         """The exec service tells inspect which exec instances a container has (ExecIDs)."""
@@ -282,6 +303,8 @@ class ContainerService:
                 if info.pid != container.state.pid:
                     await self._save(container.with_state(pid=info.pid))
                 self._monitors[container.id] = asyncio.create_task(self._monitor(container.id))
+                if self._health is not None:
+                    self._health.start(container.id)
                 log.info("reattached running container", container=container.id, pid=info.pid)
         if self._networks is not None:
             await self._networks.restore({c.id for c in self._containers.values() if c.state.running})
@@ -594,6 +617,8 @@ class ContainerService:
         ))
         self._emit("start", cid)  # docker event
         self._monitors[cid] = asyncio.create_task(self._monitor(cid))
+        if self._health is not None:
+            self._health.start(cid)
         log.debug("container started", container=cid, pid=info.pid,
                   prepare_ms=round((prepared - began) * 1000, 1), create_ms=round((created - prepared) * 1000, 1),
                   start_ms=round((time.perf_counter() - created) * 1000, 1))
@@ -634,15 +659,17 @@ class ContainerService:
             container = self._containers.get(cid)
             if container is None or not container.state.running:
                 return
+            if self._health is not None:
+                self._health.stop(cid)
             container = container.with_state(status="exited", exit_code=exit_code, pid=0, error=error,
                                              finished_at=rfc3339nano(exited_at))
             await self._save(container)
             self._emit("die", container, exitCode=str(exit_code))  # docker event
             auto_remove = bool(container.host_config.get("AutoRemove"))
+            delay = self._restart_delay(container)  # decided before stop/restart/rm callers wake up
             self._notify_exit(cid, exit_code)  # stop/wait answer now; the clean-up below still holds the lock
             await self._delete_task(cid)
             await self._detach_network(cid)
-            delay = self._restart_delay(container)
             if delay is not None:
                 await self._save(container.with_state(status="restarting"))
                 if self._loading:  # start-up: networks are restored first, then the restarts run
@@ -774,6 +801,150 @@ class ContainerService:
             await self._save(container.with_state(status="running"))
         self._emit("unpause", container)
 
+    # ---- update -----------------------------------------------------------------------------------------------
+
+    async def update(self, ref: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /containers/{id}/update (Docker's UpdateConfig: resources and RestartPolicy). Validated as Docker
+        does, merged into the HostConfig and persisted (a later start uses it); a running or paused container
+        also gets the changed resources at once (`runc update` in its shim). Returns {"Warnings": [...]}."""
+        if not isinstance(body, dict):
+            raise InvalidArgument("invalid JSON: json: cannot unmarshal into Go value of type container.UpdateConfig")
+
+        def go_kind(value: Any) -> str:
+            return {bool: "bool", str: "string", int: "number", float: "number", list: "array",
+                    dict: "object"}.get(type(value), type(value).__name__)
+
+        def integer(key: str) -> int:
+            value = body.get(key)
+            if value is None:
+                return 0
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidArgument(f"json: cannot unmarshal {go_kind(value)} into Go struct field "
+                                      f"UpdateConfig.{key} of type int64")
+            return value
+
+        memory, swap, reservation = integer("Memory"), integer("MemorySwap"), integer("MemoryReservation")
+        nano_cpus, shares = integer("NanoCpus"), integer("CpuShares")
+        period, quota = integer("CpuPeriod"), integer("CpuQuota")
+        pids_limit: int | None = integer("PidsLimit") if body.get("PidsLimit") is not None else None
+        cpuset = body.get("CpusetCpus") or ""
+        if not isinstance(cpuset, str):
+            raise InvalidArgument(f"json: cannot unmarshal {go_kind(cpuset)} into Go struct field "
+                                  "UpdateConfig.CpusetCpus of type string")
+        policy = body.get("RestartPolicy") or {}
+        if not isinstance(policy, dict):
+            raise InvalidArgument(f"json: cannot unmarshal {go_kind(policy)} into Go struct field "
+                                  "UpdateConfig.RestartPolicy of type container.RestartPolicy")
+        policy_name = policy.get("Name") or ""
+        retries = policy.get("MaximumRetryCount") or 0
+        if not isinstance(policy_name, str) or not isinstance(retries, int) or isinstance(retries, bool):
+            raise InvalidArgument("invalid restart policy")
+        # daemon/daemon_unix.go verifyPlatformContainerResources (update=true) and validateRestartPolicy
+        if memory and memory < MIN_MEMORY:
+            raise InvalidArgument("Minimum memory limit allowed is 6MB")
+        if memory > 0 and swap > 0 and swap < memory:
+            raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+        if reservation and reservation < MIN_MEMORY:
+            raise InvalidArgument("Minimum memory reservation allowed is 6MB")
+        if memory > 0 and reservation > 0 and memory < reservation:
+            raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
+        if nano_cpus > 0 and period > 0:
+            raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+        if nano_cpus > 0 and quota > 0:
+            raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+        ncpu = os.cpu_count() or 1
+        if nano_cpus < 0 or nano_cpus > ncpu * 1_000_000_000:
+            raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+        if shares < 0:
+            raise InvalidArgument("invalid CPU shares: must be positive")
+        if period and not 1000 <= period <= 1_000_000:
+            raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+        if quota > 0 and quota < 1000:
+            raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+        if cpuset:
+            wanted: set[int] = set()
+            for part in cpuset.split(","):
+                low, dash, high = part.strip().partition("-")
+                if not low.isdigit() or (dash and not high.isdigit()) or (dash and int(high) < int(low)):
+                    raise InvalidArgument(f"Invalid value {cpuset} for cpuset cpus")
+                wanted.update(range(int(low), int(high if dash else low) + 1))
+            if max(wanted) >= ncpu:
+                available = "0" if ncpu == 1 else f"0-{ncpu - 1}"
+                raise InvalidArgument(f"Requested CPUs are not available - requested {cpuset}, available: {available}")
+        if policy_name not in ("", "no", "always", "on-failure", "unless-stopped"):
+            raise InvalidArgument(f"invalid restart policy: unknown policy '{policy_name}'; use one of 'no', "
+                                  "'always', 'on-failure', or 'unless-stopped'")
+        if retries < 0:
+            raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
+        if retries and policy_name and policy_name != "on-failure":
+            raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
+
+        container = self._get(ref)
+        async with self._lock(container.id):
+            container = self._get(container.id)
+            cid = container.id
+            if cid in self._removing or cid in self._being_removed:
+                raise Conflict(f"Cannot update container {cid}: container is marked for removal and cannot be "
+                               '"update"')
+            hc = dict(container.host_config)
+            # container/container_unix.go UpdateContainer: NanoCpus and CpuPeriod/CpuQuota exclude each other
+            if nano_cpus > 0 and (hc.get("CpuPeriod") or 0) > 0 or period > 0 and (hc.get("NanoCpus") or 0) > 0:
+                raise Conflict(f"Cannot update container {cid}: Conflicting options: CPU Period cannot be updated "
+                               "as NanoCPUs has already been set")
+            if nano_cpus > 0 and (hc.get("CpuQuota") or 0) > 0 or quota > 0 and (hc.get("NanoCpus") or 0) > 0:
+                raise Conflict(f"Cannot update container {cid}: Conflicting options: CPU Quota cannot be updated "
+                               "as NanoCPUs has already been set")
+            old_swap = hc.get("MemorySwap") or 0
+            if memory and not swap and old_swap > 0 and memory > old_swap:
+                raise Conflict(f"Cannot update container {cid}: Memory limit should be smaller than already set "
+                               "memoryswap limit, update the memoryswap at the same time")
+            if policy_name and policy_name != "no" and hc.get("AutoRemove"):
+                raise Conflict(f"Cannot update container {cid}: Restart policy cannot be updated because "
+                               "AutoRemove is enabled for the container")
+            for key, value in (("Memory", memory), ("MemorySwap", swap), ("MemoryReservation", reservation),
+                               ("NanoCpus", nano_cpus), ("CpuShares", shares), ("CpuPeriod", period),
+                               ("CpuQuota", quota), ("CpusetCpus", cpuset)):
+                if value:
+                    hc[key] = value
+            if pids_limit is not None:
+                hc["PidsLimit"] = pids_limit if pids_limit > 0 else None
+            if policy_name:
+                hc["RestartPolicy"] = {"Name": policy_name, "MaximumRetryCount": retries}
+            merged_memory, merged_swap = hc.get("Memory") or 0, hc.get("MemorySwap") or 0
+            if merged_swap > 0 and not merged_memory:  # the next start's spec would refuse it
+                raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
+            if merged_swap > 0 and merged_swap < merged_memory:
+                raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+            # daemon/update_linux.go toContainerdResources: the changed values only (zero: left as it is)
+            resources: dict[str, Any] = {}
+            mem = {k: v for k, v in (("limit", memory), ("reservation", reservation), ("swap", swap)) if v}
+            if mem:
+                resources["memory"] = mem
+            cpu: dict[str, Any] = {}
+            if shares:
+                cpu["shares"] = shares
+            if nano_cpus:
+                cpu["period"] = 100_000
+                cpu["quota"] = nano_cpus * 100_000 // 1_000_000_000
+            if quota:
+                cpu["quota"] = quota
+            if period:
+                cpu["period"] = period
+            if cpuset:
+                cpu["cpus"] = cpuset
+            if cpu:
+                resources["cpu"] = cpu
+            if pids_limit is not None:
+                resources["pids"] = {"limit": pids_limit if pids_limit > 0 else -1}
+            if resources and container.state.status in ("running", "paused"):
+                try:
+                    await self._tasks.update(self._ns, cid, resources)
+                except (RuntimeFailure, InternalError) as exc:
+                    raise InternalError(f"Cannot update container {cid}: {exc.message}") from exc
+            await self._save(replace(container, host_config=hc))
+        self._emit("update", container)
+        return {"Warnings": []}
+
     async def top(self, ref: str, ps_args: str = "") -> dict[str, Any]:
         """Docker's top: the host's `ps` (default -ef), rows kept for the container's pids."""
         container = self._get(ref)
@@ -840,8 +1011,14 @@ class ContainerService:
 
     async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         container = self._get(ref)
+        if container.state.status == "restarting":
+            container = await self._cancel_restart(container, manually=False)
         if container.state.running:
-            await self._stop_running(container, timeout, signal)
+            self._being_removed.add(container.id)  # this exit is ours: no restart policy applies to it
+            try:
+                await self._stop_running(container, timeout, signal)
+            finally:
+                self._being_removed.discard(container.id)
             self._emit("stop", container)  # docker event
         async with self._lock(container.id):
             container = self._get(container.id)
@@ -1326,7 +1503,9 @@ def _status_text(container: Container) -> str:
     st = container.state
     now = time.time()
     if st.status == "running":
-        return "Up " + human_duration(now - parse_rfc3339(st.started_at).timestamp())
+        health = (st.health or {}).get("Status")
+        suffix = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
+        return "Up " + human_duration(now - parse_rfc3339(st.started_at).timestamp()) + suffix.get(health or "", "")
     if st.status == "paused":
         return "Up " + human_duration(now - parse_rfc3339(st.started_at).timestamp()) + " (Paused)"
     if st.status == "restarting":

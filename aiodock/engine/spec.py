@@ -227,6 +227,20 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
         cpu_shares=host_config.get("CpuShares") or None,
         pids_limit=host_config.get("PidsLimit") if (host_config.get("PidsLimit") or 0) > 0 else None,
     )
+    resources = spec["linux"].setdefault("resources", {})
+    if host_config.get("MemoryReservation"):
+        resources.setdefault("memory", {})["reservation"] = int(host_config["MemoryReservation"])
+    cpu = resources.setdefault("cpu", {})
+    if host_config.get("CpuQuota"):
+        cpu["quota"] = int(host_config["CpuQuota"])
+    if host_config.get("CpuPeriod"):
+        cpu["period"] = int(host_config["CpuPeriod"])
+    if host_config.get("CpusetCpus"):
+        cpu["cpus"] = str(host_config["CpusetCpus"])
+    if host_config.get("CpusetMems"):
+        cpu["mems"] = str(host_config["CpusetMems"])
+    if not cpu:
+        del resources["cpu"]
     if host_config.get("Ulimits"):
         opts.with_rlimits(spec, host_config["Ulimits"])
     return spec

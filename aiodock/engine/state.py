@@ -39,6 +39,7 @@ class ContainerState:
     oom_killed: bool = False
     started_at: str = ZERO_TIME
     finished_at: str = ZERO_TIME
+    health: dict[str, Any] | None = None  # Docker's State.Health {Status, FailingStreak, Log}
 
     @property
     def running(self) -> bool:
@@ -57,6 +58,7 @@ class ContainerState:
             "Error": self.error,
             "StartedAt": self.started_at,
             "FinishedAt": self.finished_at,
+            **({"Health": self.health} if self.health is not None else {}),
         }
 
     @classmethod
@@ -65,6 +67,7 @@ class ContainerState:
             status=raw.get("Status", "created"), pid=raw.get("Pid", 0), exit_code=raw.get("ExitCode", 0),
             error=raw.get("Error", ""), oom_killed=raw.get("OOMKilled", False),
             started_at=raw.get("StartedAt", ZERO_TIME), finished_at=raw.get("FinishedAt", ZERO_TIME),
+            health=raw.get("Health"),
         )
 
 

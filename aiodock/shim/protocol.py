@@ -24,6 +24,8 @@ Ops:
   exec_state {exec_id} -> {"pid", "status", "exit_status", "exited_at"}
   exec_wait {exec_id} -> {"pid", "exit_status", "exited_at"}  (a long poll, like wait)
   resize {width, height, exec_id?} -> {}: the window size of the init's (or the exec's) pty master
+  update {resources} -> {}: `runc update --resources <bundle>/update-resources.json` with the OCI LinuxResources
+      (a dict; absent or zero fields are left as they are) of the created, running or paused container
 
 Factory channel (SOCK_SEQPACKET socketpair between the daemon and the shim factory): one JSON datagram per
 message. The daemon sends ``{"op": "spawn", ...SpawnRequest}`` with the listening control socket passed by
@@ -55,6 +57,7 @@ STDIN_FIFO = "init-stdin"
 STDOUT_FIFO = "init-stdout"
 STDERR_FIFO = "init-stderr"
 EXEC_PREFIX = "exec-"
+UPDATE_RESOURCES_FILE = "update-resources.json"
 
 # Ops
 OP_CREATE = "create"
@@ -72,6 +75,7 @@ OP_EXEC = "exec"
 OP_EXEC_STATE = "exec_state"
 OP_EXEC_WAIT = "exec_wait"
 OP_RESIZE = "resize"
+OP_UPDATE = "update"
 
 # Task statuses (containerd's task status names)
 STATUS_CREATED = "created"

@@ -166,6 +166,7 @@ class Shim:
             p.OP_EXEC_STATE: self.exec_state,
             p.OP_EXEC_WAIT: self.exec_wait,
             p.OP_RESIZE: self.resize,
+            p.OP_UPDATE: self.update,
         }
 
     # --- ops -------------------------------------------------------------------------------------------------
@@ -305,6 +306,27 @@ class Shim:
             await self.runc.run(self._reaper, [command, self.container_id])
         except RuncError as exc:
             raise ShimError(f"OCI runtime {command} failed: {exc.message}: unknown", "RuntimeFailure") from exc
+
+    async def update(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`runc update --resources <file>`: the cgroup limits of the live container (paused ones too)."""
+        resources = request["resources"]
+        if not isinstance(resources, dict):
+            raise ShimError("update: resources must be a JSON object", "InvalidArgument")
+        if self.runc is None or self.status not in (p.STATUS_CREATED, p.STATUS_RUNNING) or self._exited.is_set():
+            raise ShimError(f"container {self.container_id} is not running", "FailedPrecondition")
+        path = os.path.join(self.bundle, p.UPDATE_RESOURCES_FILE)
+        async with self._lock:  # one update at a time: they share the file
+            atomicfile.write_json(Path(path), resources)  # small; the shim may block
+            try:
+                await self.runc.run(self._reaper, ["update", "--resources", path, self.container_id])
+            except RuncError as exc:
+                raise ShimError(f"OCI runtime update failed: {exc.message}: unknown", "RuntimeFailure") from exc
+            finally:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        return {}
 
     async def exec(self, request: dict[str, Any]) -> dict[str, Any]:
         exec_id = str(request["exec_id"])

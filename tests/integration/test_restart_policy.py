@@ -73,3 +73,14 @@ def test_always_survives_a_daemon_restart(fresh_daemon: Daemon) -> None:
     wait_until(lambda: d.docker("logs", "keeper").stdout.count("started") >= 2)  # it really ran again
     assert state(d, "quitter")["State"]["Status"] == "exited"  # type: ignore[index]  # stopped by hand: stays
     d.docker("rm", "-f", "keeper", "quitter", check=True)
+
+
+def test_manual_restart_does_not_race_the_policy(daemon: Daemon, busybox: str) -> None:
+    daemon.docker("run", "-d", "--name", "steady", "--restart", "always", busybox, "sleep", "30", check=True)
+    try:
+        daemon.docker("restart", "-t", "1", "steady", check=True)
+        info = state(daemon, "steady")
+        assert info["State"]["Status"] == "running" and info["RestartCount"] == 0  # type: ignore[index]
+        assert daemon.docker("exec", "steady", "true").returncode == 0  # usable at once, no "restarting" window
+    finally:
+        daemon.docker("rm", "-f", "steady")

@@ -92,6 +92,12 @@ async def resize(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+@routes.post("/containers/{id}/update")
+async def update(request: web.Request) -> web.Response:
+    body = await params.json_object(request, target="container.UpdateConfig")
+    return streams.json_response(await request.app[CONTAINERS].update(request.match_info["id"], body))
+
+
 @routes.get("/containers/{id}/top")
 async def top(request: web.Request) -> web.Response:
     return streams.json_response(await request.app[CONTAINERS].top(

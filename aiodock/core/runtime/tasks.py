@@ -375,6 +375,18 @@ class TaskManager:
         if task.exit is None:
             task.status = status
 
+    # --- update ----------------------------------------------------------------------------------------------
+
+    async def update(self, namespace: str, container_id: str, resources: dict[str, Any]) -> None:
+        """Apply OCI LinuxResources to the live task (`runc update` in its shim); absent fields stay as they are."""
+        task = self._task(namespace, container_id)
+        if task.exit is not None or task.status == p.STATUS_STOPPED:
+            raise errors.Conflict(f"cannot update task {container_id}: process already finished")
+        try:
+            await task.client.call(p.OP_UPDATE, resources=resources)
+        except ShimUnreachable as exc:
+            raise errors.Unavailable(f"cannot update task {container_id}: {exc}") from exc
+
     # --- exec ------------------------------------------------------------------------------------------------
 
     async def task_spec(self, namespace: str, container_id: str) -> dict[str, Any]:
