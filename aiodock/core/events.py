@@ -51,6 +51,7 @@ class TaskExit:
     pid: int
     exit_status: int
     exited_at: datetime
+    oom_killed: bool = False  # the cgroup's OOM killer ended it (aiodock's addition; not on containerd's wire)
 
 
 @dataclass(frozen=True, slots=True)

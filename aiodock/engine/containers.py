@@ -651,9 +651,10 @@ class ContainerService:
             return
         finally:
             self._monitors.pop(cid, None)
-        await self._record_exit(cid, exit_event.exit_status, exit_event.exited_at)
+        await self._record_exit(cid, exit_event.exit_status, exit_event.exited_at, oom_killed=exit_event.oom_killed)
 
-    async def _record_exit(self, cid: str, exit_code: int, exited_at: datetime, error: str = "") -> None:
+    async def _record_exit(self, cid: str, exit_code: int, exited_at: datetime, error: str = "",
+                           oom_killed: bool = False) -> None:
         auto_remove = False
         async with self._lock(cid):
             container = self._containers.get(cid)
@@ -662,8 +663,10 @@ class ContainerService:
             if self._health is not None:
                 self._health.stop(cid)
             container = container.with_state(status="exited", exit_code=exit_code, pid=0, error=error,
-                                             finished_at=rfc3339nano(exited_at))
+                                             finished_at=rfc3339nano(exited_at), oom_killed=oom_killed)
             await self._save(container)
+            if oom_killed:
+                self._emit("oom", container)  # docker event, before "die" as Docker sends them
             self._emit("die", container, exitCode=str(exit_code))  # docker event
             auto_remove = bool(container.host_config.get("AutoRemove"))
             delay = self._restart_delay(container)  # decided before stop/restart/rm callers wake up

@@ -179,13 +179,39 @@ class ExitRecord:
     pid: int
     exit_status: int
     exited_at: str  # RFC 3339 with nanoseconds, UTC
+    oom_killed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ExitRecord:
-        return cls(pid=int(raw["pid"]), exit_status=int(raw["exit_status"]), exited_at=str(raw["exited_at"]))
+        return cls(pid=int(raw["pid"]), exit_status=int(raw["exit_status"]), exited_at=str(raw["exited_at"]),
+                   oom_killed=bool(raw.get("oom_killed", False)))
+
+
+def oom_killed(bundle: str) -> bool:
+    """Whether the container's memory cgroup OOM-killed a process (read at init exit, before runc delete
+    removes the cgroup): cgroup v1 memory.oom_control or v2 memory.events, "oom_kill N"."""
+    try:
+        with open(f"{bundle}/{CONFIG_FILE}", "rb") as fh:
+            spec = json.loads(fh.read())
+    except (OSError, ValueError):
+        return False
+    path = str((spec.get("linux") or {}).get("cgroupsPath") or "").strip("/")
+    if not path or ":" in path:
+        return False
+    for name in (f"/sys/fs/cgroup/memory/{path}/memory.oom_control", f"/sys/fs/cgroup/{path}/memory.events"):
+        try:
+            with open(name) as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value) > 0
+    return False
 
 
 def process_start_time(pid: int) -> int | None:

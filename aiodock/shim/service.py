@@ -519,7 +519,7 @@ class Shim:
                 self.io.sync()
             except OSError as exc:
                 log(f"fsync log: {exc}")
-        record = p.ExitRecord(result.pid, result.status, p.format_timestamp(result.ns))
+        record = p.ExitRecord(result.pid, result.status, p.format_timestamp(result.ns), p.oom_killed(self.bundle))
         atomicfile.write_json(Path(self.bundle) / p.EXIT_FILE, record.to_json())  # small; the shim may block
         self.exit = record
         if self.status in (p.STATUS_CREATED, p.STATUS_RUNNING):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal as signals
@@ -458,6 +459,9 @@ class TaskManager:
         task = self._tasks.get((namespace, exit.container_id))
         if task is None or (exit.id and exit.id != exit.container_id):
             return  # unknown task (load_existing will read exit.json) or an exec process (not served)
+        record = await asyncio.to_thread(_read_exit, task.bundle)  # written before the report: it has the OOM flag
+        if record is not None and record.oom_killed:
+            exit = dataclasses.replace(exit, oom_killed=True)
         self._record_exit(task, exit)
 
     def _record_exit(self, task: _Task, exit: TaskExit) -> None:
@@ -481,6 +485,7 @@ class TaskManager:
         return TaskExit(
             container_id=task.container_id, id=task.container_id, pid=int(raw.get("pid") or task.pid),
             exit_status=int(raw["exit_status"]), exited_at=p.parse_timestamp(str(raw["exited_at"])),
+            oom_killed=bool(raw.get("oom_killed", False)),
         )
 
     async def _watch(self, task: _Task) -> None:
