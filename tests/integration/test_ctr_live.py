@@ -65,3 +65,16 @@ def test_ctr_events_show_exits_reported_by_shims(daemon: Daemon, busybox: str) -
         events.kill()
         events.wait()
         reader.join(5)
+
+
+def test_ctr_pauses_and_resumes_a_task(daemon: Daemon, busybox: str) -> None:
+    cid = daemon.docker("run", "-d", busybox, "sleep", "60", check=True).stdout.strip()
+    try:
+        assert ctr(daemon, "-n", "moby", "tasks", "pause", cid).returncode == 0
+        line = next(ln for ln in ctr(daemon, "-n", "moby", "tasks", "ls").stdout.splitlines() if ln.startswith(cid))
+        assert line.split()[-1] == "PAUSED"
+        assert ctr(daemon, "-n", "moby", "tasks", "resume", cid).returncode == 0
+        line = next(ln for ln in ctr(daemon, "-n", "moby", "tasks", "ls").stdout.splitlines() if ln.startswith(cid))
+        assert line.split()[-1] == "RUNNING"
+    finally:
+        daemon.docker("rm", "-f", cid)

@@ -21,6 +21,8 @@ from aiodock._proto.containerd.services.tasks.v1 import (
     ListPidsResponse,
     ListTasksRequest,
     ListTasksResponse,
+    PauseTaskRequest,
+    ResumeTaskRequest,
     TasksBase,
     WaitRequest,
     WaitResponse,
@@ -62,6 +64,8 @@ class TaskManagerLike(Protocol):
     async def pids(self, ns: str, container_id: str, /) -> builtins.list[int]: ...
     async def wait(self, ns: str, container_id: str, /) -> ev.TaskExit: ...
     async def delete(self, ns: str, container_id: str, /) -> ev.TaskExit | None: ...
+    async def pause(self, ns: str, container_id: str, /) -> None: ...
+    async def resume(self, ns: str, container_id: str, /) -> None: ...
 
 
 def _init_process_only(exec_id: str) -> None:
@@ -85,6 +89,14 @@ class TasksService(TasksBase):
     async def kill(self, message: KillRequest) -> Empty:
         _init_process_only(message.exec_id)
         await self._manager.kill(namespace_from_context(), message.container_id, message.signal, message.all)
+        return Empty()
+
+    async def pause(self, message: PauseTaskRequest) -> Empty:
+        await self._manager.pause(namespace_from_context(), message.container_id)
+        return Empty()
+
+    async def resume(self, message: ResumeTaskRequest) -> Empty:
+        await self._manager.resume(namespace_from_context(), message.container_id)
         return Empty()
 
     async def list_pids(self, message: ListPidsRequest) -> ListPidsResponse:
