@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from aiodock.core.runtime.testing import processes_with_cwd_under
+
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = shutil.which("docker")
 
@@ -53,21 +55,6 @@ def _http(sock: str, method: str, path: str, body: bytes | None = None, timeout:
     data = resp.read()
     conn.close()
     return resp.status, data
-
-
-def processes_with_cwd_under(root: Path) -> list[int]:
-    found = []
-    prefix = str(root.resolve())
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
-            continue
-        if cwd == prefix or cwd.startswith(prefix + "/"):
-            found.append(int(entry))
-    return found
 
 
 def mounts_under(root: Path) -> list[str]:

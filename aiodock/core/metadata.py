@@ -16,11 +16,11 @@ import base64
 import json
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiodock.core.namespaces import validate_identifier, validate_labels
 from aiodock.errors import AlreadyExists, InvalidArgument, NotFound
@@ -227,6 +227,25 @@ def _from_json(raw: dict[str, Any]) -> ContainerRecord:
     )
 
 
+V = TypeVar("V")
+
+
+def update_map(current: Mapping[str, V], wanted: Mapping[str, V], path: str, field: str) -> dict[str, V] | None:
+    """containerd's field-path rule for a map field: "field" replaces it, "field.<key>" sets the key (or removes
+    it when ``wanted`` lacks it); None when the path names another field."""
+    if path == field:
+        return dict(wanted)
+    if not path.startswith(field + "."):
+        return None
+    key = path[len(field) + 1:]
+    result = dict(current)
+    if key in wanted:
+        result[key] = wanted[key]
+    else:
+        result.pop(key, None)
+    return result
+
+
 class ContainerStore:
     """Container records by namespace, one JSON file per namespace under ``<root>/metadata/containers/``."""
 
@@ -317,22 +336,10 @@ class ContainerStore:
             extensions = dict(current.extensions)
             updated = current
             for path in paths:
-                if path.startswith("labels."):
-                    key = path[len("labels."):]
-                    if key in record.labels:
-                        labels[key] = record.labels[key]
-                    else:
-                        labels.pop(key, None)
-                elif path.startswith("extensions."):
-                    key = path[len("extensions."):]
-                    if key in record.extensions:
-                        extensions[key] = record.extensions[key]
-                    else:
-                        extensions.pop(key, None)
-                elif path == "labels":
-                    labels = dict(record.labels)
-                elif path == "extensions":
-                    extensions = dict(record.extensions)
+                if (new_labels := update_map(labels, record.labels, path, "labels")) is not None:
+                    labels = new_labels
+                elif (new_extensions := update_map(extensions, record.extensions, path, "extensions")) is not None:
+                    extensions = new_extensions
                 elif path == "spec":
                     updated = replace(updated, spec=record.spec)
                 elif path == "image":

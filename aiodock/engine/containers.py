@@ -31,6 +31,7 @@ from aiodock.core.runtime.tasks import TaskManager, TaskSpec, TaskStdin
 from aiodock.engine.archive import bind_in_root, copy_up
 from aiodock.engine.backend import AttachOptions, LogOptions, OutputChunk, StdinSink, WaitResult
 from aiodock.engine.events import DockerEvents
+from aiodock.engine.filters import labels_match
 from aiodock.engine.images import Image, ImageService
 from aiodock.engine.names import NameRegistry
 from aiodock.engine.networking import NetworkService
@@ -1131,7 +1132,7 @@ class ContainerService:
                 continue
             if until is not None and parse_rfc3339(container.created).timestamp() >= until:
                 continue
-            if not _labels_match(container.config.get("Labels") or {}, filters):
+            if not labels_match(container.config.get("Labels") or {}, filters):
                 continue
             reclaimed += await self._images.rootfs_size(container.id)
             try:
@@ -1173,7 +1174,7 @@ class ContainerService:
                 continue
             if filters.get("name") and not any(re.search(v.lstrip("/"), container.name) for v in filters["name"]):
                 continue
-            if not _labels_match(container.config.get("Labels") or {}, filters):
+            if not labels_match(container.config.get("Labels") or {}, filters):
                 continue
             if ancestors is not None and container.image_id not in ancestors:
                 continue
@@ -1560,18 +1561,6 @@ def _rmdir_quietly(path: Path) -> None:
         path.rmdir()
     except OSError:
         pass
-
-
-def _labels_match(labels: dict[str, str], filters: dict[str, builtins.list[str]]) -> bool:
-    for want in filters.get("label", []):
-        key, sep, value = want.partition("=")
-        if key not in labels or (sep and labels[key] != value):
-            return False
-    for unwanted in filters.get("label!", []):
-        key, sep, value = unwanted.partition("=")
-        if key in labels and (not sep or labels[key] == value):
-            return False
-    return True
 
 
 def _parse_until(values: builtins.list[str] | None) -> float | None:

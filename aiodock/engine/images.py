@@ -42,6 +42,7 @@ from aiodock.core.snapshots.base import Kind, Snapshotter
 from aiodock.core.snapshots.overlay import OverlaySnapshotter
 from aiodock.engine import pull as pulling
 from aiodock.engine import push as pushing
+from aiodock.engine.filters import labels_match
 from aiodock.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 from aiodock.util.ids import short_id
 
@@ -828,7 +829,7 @@ class ImageService:
             if filters.get("reference") and not any(
                     familiar_match(p, r) for p in filters["reference"] for r in view.refs):
                 continue
-            if not _labels_match(view, filters.get("label", [])):
+            if not labels_match(_image_labels(view), filters):
                 continue
             if any(view.created >= b for b in before) or any(view.created <= s for s in since):
                 continue
@@ -1049,9 +1050,7 @@ class ImageService:
                 continue
             if any(view.created.timestamp() >= u for u in until):
                 continue
-            if not _labels_match(view, filters.get("label", [])):
-                continue
-            if filters.get("label!") and _labels_match(view, filters["label!"], any_of=True):
+            if not labels_match(_image_labels(view), filters):
                 continue
             for rec in list(view.named):
                 self._untag(view, rec.name, deleted, e, keep_dangling=False)
@@ -1201,15 +1200,8 @@ def _until(value: str) -> float:
     return dt.timestamp()
 
 
-def _labels_match(view: _View, wanted: list[str], any_of: bool = False) -> bool:
-    labels = (view.config.get("config") or {}).get("Labels") or {}
-    results = []
-    for item in wanted:
-        key, sep, value = item.partition("=")
-        results.append(key in labels and (not sep or labels[key] == value))
-    if not results:
-        return True
-    return any(results) if any_of else all(results)
+def _image_labels(view: _View) -> dict[str, str]:
+    return (view.config.get("config") or {}).get("Labels") or {}
 
 
 _CONTAINER_CONFIG_KEYS: list[tuple[str, Any]] = [

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiodock.engine.events import DockerEvents
+from aiodock.engine.filters import labels_match
 from aiodock.errors import Conflict, InvalidArgument, NotFound
 from aiodock.util import atomicfile
 from aiodock.util.ids import new_id
@@ -206,7 +207,7 @@ class VolumeService:
                 continue
             if filters.get("driver") and "local" not in filters["driver"]:
                 continue
-            if not _labels_match(record.get("Labels") or {}, filters):
+            if not labels_match(record.get("Labels") or {}, filters):
                 continue
             result.append(self._doc(record))
         return {"Volumes": result, "Warnings": None}
@@ -261,7 +262,7 @@ class VolumeService:
             labels = record.get("Labels") or {}
             if not everything and ANONYMOUS_LABEL not in labels:
                 continue
-            if not _labels_match(labels, filters):
+            if not labels_match(labels, filters):
                 continue
             size = await asyncio.to_thread(_du, self.root / name / "_data")
             if await self.remove_if_unused(name):
@@ -332,16 +333,3 @@ def _bool_filter(filters: dict[str, builtins.list[str]], key: str) -> bool | Non
     if value in ("false", "0"):
         return False
     raise InvalidArgument(f"invalid filter '{key}={values[-1]}'")
-
-
-def _labels_match(labels: dict[str, str], filters: dict[str, builtins.list[str]]) -> bool:
-    for want in filters.get("label", []):
-        key, sep, value = want.partition("=")
-        if key not in labels or (sep and labels[key] != value):
-            return False
-    for unwanted in filters.get("label!", []):
-        key, sep, value = unwanted.partition("=")
-        if key in labels and (not sep or labels[key] == value):
-            return False
-    return True
-

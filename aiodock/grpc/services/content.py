@@ -24,7 +24,7 @@ from aiodock._proto.containerd.services.content.v1 import (
 )
 from aiodock._proto.google.protobuf import Empty
 from aiodock.core.content import BlobInfo, ContentStore
-from aiodock.core.metadata import FieldAdaptor, parse_filters
+from aiodock.core.metadata import FieldAdaptor, parse_filters, update_map
 from aiodock.errors import InvalidArgument, NotFound
 from aiodock.grpc.convert import blob_info_to_proto
 from aiodock.grpc.errors import grpc_service
@@ -79,14 +79,8 @@ class ContentService(ContentBase):
         def update() -> BlobInfo:
             labels = dict(self._store.info(wanted.digest).labels)
             for path in paths or ["labels"]:
-                if path == "labels":
-                    labels = dict(wanted.labels)
-                elif path.startswith("labels."):
-                    key = path[len("labels."):]
-                    if key in wanted.labels:
-                        labels[key] = wanted.labels[key]
-                    else:
-                        labels.pop(key, None)
+                if (new_labels := update_map(labels, wanted.labels, path, "labels")) is not None:
+                    labels = new_labels
                 else:
                     raise InvalidArgument(
                         f'cannot update "{path}" field on content info "{wanted.digest}": invalid argument'

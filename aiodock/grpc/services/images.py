@@ -20,7 +20,7 @@ from aiodock._proto.containerd.services.images.v1 import (
 from aiodock._proto.google.protobuf import Empty
 from aiodock.core import events as ev
 from aiodock.core.images.store import ImageRecord, ImageStore
-from aiodock.core.metadata import FieldAdaptor, parse_filters
+from aiodock.core.metadata import FieldAdaptor, parse_filters, update_map
 from aiodock.core.namespaces import NamespaceStore, namespace_from_context, validate_labels
 from aiodock.errors import AlreadyExists, InvalidArgument, NotFound
 from aiodock.grpc.convert import descriptor_from_proto, image_from_proto, image_to_proto
@@ -110,14 +110,8 @@ class ImagesService(ImagesBase):
             current = self._store.get(ns, wanted.name)
             labels, target = dict(current.labels), current.target
             for path in paths or ["labels", "target"]:
-                if path == "labels":
-                    labels = dict(wanted.labels)
-                elif path.startswith("labels."):
-                    key = path[len("labels."):]
-                    if key in wanted.labels:
-                        labels[key] = wanted.labels[key]
-                    else:
-                        labels.pop(key, None)
+                if (new_labels := update_map(labels, wanted.labels, path, "labels")) is not None:
+                    labels = new_labels
                 elif path == "target":
                     target = descriptor_from_proto(wanted.target)
                 else:
