@@ -17,6 +17,10 @@ TASK_START = "/tasks/start"
 TASK_EXIT = "/tasks/exit"
 TASK_DELETE = "/tasks/delete"
 TASK_OOM = "/tasks/oom"
+TASK_EXEC_ADDED = "/tasks/exec-added"
+TASK_EXEC_STARTED = "/tasks/exec-started"
+TASK_PAUSED = "/tasks/paused"
+TASK_RESUMED = "/tasks/resumed"
 CONTAINER_CREATE = "/containers/create"
 CONTAINER_UPDATE = "/containers/update"
 CONTAINER_DELETE = "/containers/delete"
@@ -65,6 +69,29 @@ class TaskDelete:
 
 @dataclass(frozen=True, slots=True)
 class TaskOOM:
+    container_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskExecAdded:
+    container_id: str
+    exec_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskExecStarted:
+    container_id: str
+    exec_id: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPaused:
+    container_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResumed:
     container_id: str
 
 

@@ -1,5 +1,6 @@
 """GET /containers/{id}/stats: Docker's stats document, read from the container's cgroup (v1 here, v2 where the
-host has it) and from its network namespace (/proc/<pid>/net/dev)."""
+host has it; the cgroup file readers are core's, aiodock.core.runtime.cgroups) and from its network namespace
+(/proc/<pid>/net/dev)."""
 
 from __future__ import annotations
 
@@ -11,46 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from aiodock.config import DaemonConfig
+from aiodock.core.runtime import cgroups
 from aiodock.engine.containers import ContainerService
 from aiodock.engine.state import Container, rfc3339nano
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 ZERO_TIME = "0001-01-01T00:00:00Z"
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def _int(path: Path, default: int = 0) -> int:
-    text = _read(path).strip()
-    if text == "max":
-        return 0
-    try:
-        return int(text.split()[0]) if text else default
-    except ValueError:
-        return default
-
-
-def _keyed(path: Path) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for line in _read(path).splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            found[parts[0]] = int(parts[1])
-    return found
 
 
 def system_cpu_usage() -> int:
     """All CPUs' time since boot in nanoseconds (the first line of /proc/stat), as Docker reports it."""
-    for line in _read(Path("/proc/stat")).splitlines():
+    for line in cgroups.read_text(Path("/proc/stat")).splitlines():
         if line.startswith("cpu "):
             ticks = sum(int(v) for v in line.split()[1:8])
-            return ticks * 1_000_000_000 // _CLK_TCK
+            return ticks * 1_000_000_000 // cgroups.CLK_TCK
     return 0
 
 
@@ -59,7 +33,7 @@ def network_stats(pid: int) -> dict[str, dict[str, int]]:
     networks: dict[str, dict[str, int]] = {}
     if pid <= 0:
         return networks
-    for line in _read(Path(f"/proc/{pid}/net/dev")).splitlines()[2:]:
+    for line in cgroups.read_text(Path(f"/proc/{pid}/net/dev")).splitlines()[2:]:
         name, _, counters = line.partition(":")
         name = name.strip()
         values = counters.split()
@@ -71,26 +45,18 @@ def network_stats(pid: int) -> dict[str, dict[str, int]]:
     return networks
 
 
-def _v1_dir(controller: str, cgroup_path: str) -> Path:
-    for name in (controller, "cpu,cpuacct" if controller in ("cpu", "cpuacct") else controller):
-        candidate = CGROUP_ROOT / name / cgroup_path.strip("/")
-        if candidate.exists():
-            return candidate
-    return CGROUP_ROOT / controller / cgroup_path.strip("/")
-
-
 def _v1_sample(cgroup_path: str) -> dict[str, Any]:
-    cpuacct = _v1_dir("cpuacct", cgroup_path)
-    cpu = _v1_dir("cpu", cgroup_path)
-    memory = _v1_dir("memory", cgroup_path)
-    pids = _v1_dir("pids", cgroup_path)
-    blkio = _v1_dir("blkio", cgroup_path)
-    ticks = _keyed(cpuacct / "cpuacct.stat")
-    percpu = [int(v) for v in _read(cpuacct / "cpuacct.usage_percpu").split()]
-    throttling = _keyed(cpu / "cpu.stat")
-    mem_stat = _keyed(memory / "memory.stat")
+    cpuacct = cgroups.v1_dir("cpuacct", cgroup_path)
+    cpu = cgroups.v1_dir("cpu", cgroup_path)
+    memory = cgroups.v1_dir("memory", cgroup_path)
+    pids = cgroups.v1_dir("pids", cgroup_path)
+    blkio = cgroups.v1_dir("blkio", cgroup_path)
+    ticks = cgroups.read_keyed(cpuacct / "cpuacct.stat")
+    percpu = [int(v) for v in cgroups.read_text(cpuacct / "cpuacct.usage_percpu").split()]
+    throttling = cgroups.read_keyed(cpu / "cpu.stat")
+    mem_stat = cgroups.read_keyed(memory / "memory.stat")
     io_bytes = []
-    for line in _read(blkio / "blkio.throttle.io_service_bytes").splitlines():
+    for line in cgroups.read_text(blkio / "blkio.throttle.io_service_bytes").splitlines():
         parts = line.split()
         if len(parts) == 3 and ":" in parts[0]:
             major, minor = parts[0].split(":")
@@ -98,33 +64,33 @@ def _v1_sample(cgroup_path: str) -> dict[str, Any]:
     return {
         "cpu": {
             "cpu_usage": {
-                "total_usage": _int(cpuacct / "cpuacct.usage"),
+                "total_usage": cgroups.read_int(cpuacct / "cpuacct.usage"),
                 "percpu_usage": percpu,
-                "usage_in_kernelmode": ticks.get("system", 0) * 1_000_000_000 // _CLK_TCK,
-                "usage_in_usermode": ticks.get("user", 0) * 1_000_000_000 // _CLK_TCK,
+                "usage_in_kernelmode": ticks.get("system", 0) * 1_000_000_000 // cgroups.CLK_TCK,
+                "usage_in_usermode": ticks.get("user", 0) * 1_000_000_000 // cgroups.CLK_TCK,
             },
             "throttling_data": {"periods": throttling.get("nr_periods", 0),
                                 "throttled_periods": throttling.get("nr_throttled", 0),
                                 "throttled_time": throttling.get("throttled_time", 0)},
         },
         "memory": {
-            "usage": _int(memory / "memory.usage_in_bytes"),
-            "max_usage": _int(memory / "memory.max_usage_in_bytes"),
+            "usage": cgroups.read_int(memory / "memory.usage_in_bytes"),
+            "max_usage": cgroups.read_int(memory / "memory.max_usage_in_bytes"),
             "stats": mem_stat,
-            "limit": _int(memory / "memory.limit_in_bytes"),
+            "limit": cgroups.read_int(memory / "memory.limit_in_bytes"),
         },
-        "pids": {"current": _int(pids / "pids.current"), "limit": _int(pids / "pids.max")},
+        "pids": {"current": cgroups.read_int(pids / "pids.current"), "limit": cgroups.read_int(pids / "pids.max")},
         "blkio": io_bytes,
     }
 
 
 def _v2_sample(cgroup_path: str) -> dict[str, Any]:
-    base = CGROUP_ROOT / cgroup_path.strip("/")
-    cpu = _keyed(base / "cpu.stat")
-    mem_stat = _keyed(base / "memory.stat")
-    limit = _int(base / "memory.max") or _mem_total()
+    base = cgroups.v2_dir(cgroup_path)
+    cpu = cgroups.read_keyed(base / "cpu.stat")
+    mem_stat = cgroups.read_keyed(base / "memory.stat")
+    limit = cgroups.read_int(base / "memory.max") or cgroups.mem_total()
     io_bytes = []
-    for line in _read(base / "io.stat").splitlines():
+    for line in cgroups.read_text(base / "io.stat").splitlines():
         parts = line.split()
         if parts and ":" in parts[0]:
             major, minor = parts[0].split(":")
@@ -138,23 +104,15 @@ def _v2_sample(cgroup_path: str) -> dict[str, Any]:
             "throttling_data": {"periods": cpu.get("nr_periods", 0), "throttled_periods": cpu.get("nr_throttled", 0),
                                 "throttled_time": cpu.get("throttled_usec", 0) * 1000},
         },
-        "memory": {"usage": _int(base / "memory.current"), "stats": mem_stat, "limit": limit},
-        "pids": {"current": _int(base / "pids.current"), "limit": _int(base / "pids.max")},
+        "memory": {"usage": cgroups.read_int(base / "memory.current"), "stats": mem_stat, "limit": limit},
+        "pids": {"current": cgroups.read_int(base / "pids.current"), "limit": cgroups.read_int(base / "pids.max")},
         "blkio": io_bytes,
     }
 
 
-def _mem_total() -> int:
-    for line in _read(Path("/proc/meminfo")).splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def sample(cgroup_path: str, pid: int) -> dict[str, Any]:
     """One reading of a container's counters. Blocking (small /sys and /proc reads)."""
-    unified = (CGROUP_ROOT / "cgroup.controllers").exists()
-    raw = _v2_sample(cgroup_path) if unified else _v1_sample(cgroup_path)
+    raw = _v2_sample(cgroup_path) if cgroups.unified() else _v1_sample(cgroup_path)
     cpu = raw["cpu"]
     cpu["system_cpu_usage"] = system_cpu_usage()
     cpu["online_cpus"] = os.cpu_count() or 1

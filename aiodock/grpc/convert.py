@@ -22,8 +22,11 @@ from aiodock._proto.containerd.services.content import v1 as content_pb
 from aiodock._proto.containerd.services.events import v1 as events_pb
 from aiodock._proto.containerd.services.images import v1 as images_pb
 from aiodock._proto.containerd.types import Descriptor as DescriptorPb
+from aiodock._proto.containerd.types import Metric
 from aiodock._proto.containerd.v1.types import Process, Status
 from aiodock._proto.google.protobuf import Any
+from aiodock._proto.io.containerd.cgroups import v1 as cgroups_v1
+from aiodock._proto.io.containerd.cgroups import v2 as cgroups_v2
 from aiodock.core import events as ev
 from aiodock.core.content import BlobInfo
 from aiodock.core.images.store import Descriptor, ImageRecord
@@ -89,6 +92,15 @@ def event_to_message(topic: str, event: object) -> betterproto2.Message | None:
         )
     if isinstance(event, ev.TaskOOM):
         return pevents.TaskOom(container_id=event.container_id)
+    if isinstance(event, ev.TaskExecAdded):
+        return pevents.TaskExecAdded(container_id=event.container_id, exec_id=event.exec_id)
+    if isinstance(event, ev.TaskExecStarted):
+        return pevents.TaskExecStarted(container_id=event.container_id, exec_id=event.exec_id,
+                                       pid=event.pid & 0xFFFFFFFF)
+    if isinstance(event, ev.TaskPaused):
+        return pevents.TaskPaused(container_id=event.container_id)
+    if isinstance(event, ev.TaskResumed):
+        return pevents.TaskResumed(container_id=event.container_id)
     if isinstance(event, ev.ContainerCreate):
         return pevents.ContainerCreate(
             id=event.id, image=event.image, runtime=pevents.ContainerCreateRuntime(name=event.runtime)
@@ -126,6 +138,14 @@ def event_from_message(message: betterproto2.Message) -> object:
         )
     if isinstance(message, pevents.TaskOom):
         return ev.TaskOOM(container_id=message.container_id)
+    if isinstance(message, pevents.TaskExecAdded):
+        return ev.TaskExecAdded(container_id=message.container_id, exec_id=message.exec_id)
+    if isinstance(message, pevents.TaskExecStarted):
+        return ev.TaskExecStarted(container_id=message.container_id, exec_id=message.exec_id, pid=message.pid)
+    if isinstance(message, pevents.TaskPaused):
+        return ev.TaskPaused(container_id=message.container_id)
+    if isinstance(message, pevents.TaskResumed):
+        return ev.TaskResumed(container_id=message.container_id)
     if isinstance(message, pevents.ContainerCreate):
         runtime = message.runtime.name if message.runtime else ""
         return ev.ContainerCreate(id=message.id, image=message.image, runtime=runtime)
@@ -285,12 +305,36 @@ _TASK_STATUS: Mapping[str, Status] = {
 }
 
 
-def task_to_process(task: TaskView) -> Process:
+def task_to_process(task: TaskView, exec_id: str = "") -> Process:
+    """A task's init process, or (exec_id given) one of its exec processes."""
     return Process(
         container_id=task.container_id,
-        id=task.container_id,
+        id=exec_id or task.container_id,
         pid=task.pid & 0xFFFFFFFF,
         status=_TASK_STATUS.get(task.status, Status.UNKNOWN),
         exit_status=(task.exit_status or 0) & 0xFFFFFFFF,
         exited_at=aware(task.exited_at),
     )
+
+
+OCI_PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
+
+
+def process_spec_from_any(packed: Any | None) -> dict[str, AnyType]:
+    """The OCI runtime-spec Process of an ExecProcessRequest (JSON in an Any, as containerd's typeurl packs it)."""
+    if packed is None or not packed.value:
+        raise InvalidArgument("exec process spec must be set: invalid argument")
+    try:
+        spec = json.loads(packed.value)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid exec process spec: {exc}: invalid argument") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("args"), list) or not spec["args"]:
+        raise InvalidArgument("exec process spec must have args: invalid argument")
+    return spec
+
+
+def metric_to_proto(container_id: str, version: int, data: Mapping[str, AnyType], timestamp: datetime) -> Metric:
+    """One task's cgroup reading as containerd's Metric: data is io.containerd.cgroups.v1.Metrics (or v2)."""
+    message: betterproto2.Message = cgroups_v2.Metrics.from_dict(dict(data)) if version == 2 \
+        else cgroups_v1.Metrics.from_dict(dict(data))
+    return Metric(timestamp=aware(timestamp), id=container_id, data=pack_event(message))

@@ -347,6 +347,25 @@ class Pump:
         else:
             self.loop.add_reader(self.src, self._readable)
 
+    def end_input(self) -> None:
+        """No more input than what src holds now (a client's CloseIO): read that, deliver it, then finish."""
+        if self.done or self._eof:
+            return
+        self.loop.remove_reader(self.src)
+        while True:
+            try:
+                data = os.read(self.src, _READ_SIZE)
+            except OSError:  # EAGAIN: nothing more now
+                break
+            if not data:
+                break
+            self._buffer += data
+        self._eof = True
+        if self._buffer:
+            self._flush()
+        if not self._buffer:
+            self.finish()
+
     def finish(self) -> None:
         if self.done:
             return

@@ -74,6 +74,7 @@ OP_RESUME = "resume"
 OP_EXEC = "exec"
 OP_EXEC_STATE = "exec_state"
 OP_EXEC_WAIT = "exec_wait"
+OP_EXEC_DELETE = "exec_delete"
 OP_RESIZE = "resize"
 OP_UPDATE = "update"
 

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -46,14 +47,22 @@ def log(message: str) -> None:
 class _ExecProcess:
     """One `runc exec -d` process of this container, reaped by the shim's reaper."""
 
-    __slots__ = ("pid", "exit", "exited", "console_fd", "console")
+    __slots__ = ("pid", "exit", "exited", "console_fd", "console", "stdio")
 
-    def __init__(self, pid: int, console: _ExecConsole | None = None) -> None:
+    def __init__(self, pid: int, console: _ExecConsole | None = None, stdio: _ClientStdio | None = None) -> None:
         self.pid = pid
         self.console = console
         self.console_fd = console.master if console is not None else -1  # resize
+        self.stdio = stdio  # the client's FIFOs (ctr), when it passed their paths
         self.exit: p.ExitRecord | None = None
         self.exited = asyncio.Event()
+
+    def close_io(self) -> None:
+        if self.console is not None:
+            self.console.close()
+            self.console_fd = -1
+        if self.stdio is not None:
+            self.stdio.close()
 
 
 class Shim:
@@ -165,6 +174,7 @@ class Shim:
             p.OP_EXEC: self.exec,
             p.OP_EXEC_STATE: self.exec_state,
             p.OP_EXEC_WAIT: self.exec_wait,
+            p.OP_EXEC_DELETE: self.exec_delete,
             p.OP_RESIZE: self.resize,
             p.OP_UPDATE: self.update,
         }
@@ -259,6 +269,15 @@ class Shim:
     async def kill(self, request: dict[str, Any]) -> dict[str, Any]:
         sig = int(request.get("signal") or signal.SIGTERM)
         kill_all = bool(request.get("all"))
+        if request.get("exec_id"):  # an exec process: signalled directly, as containerd's shim does
+            proc = self._exec(request)
+            if proc.exit is not None:
+                raise ShimError("process already finished: not found", "NotFound")
+            try:
+                os.kill(proc.pid, sig)
+            except ProcessLookupError as exc:
+                raise ShimError("process already finished: not found", "NotFound") from exc
+            return {}
         if self.runc is None or self.status not in (p.STATUS_CREATED, p.STATUS_RUNNING):
             if self.status == p.STATUS_STOPPED and not kill_all:
                 raise ShimError("process already finished", "Conflict")
@@ -329,6 +348,8 @@ class Shim:
         return {}
 
     async def exec(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`runc exec -d`. Its stdio: the daemon's FIFOs in the bundle (stdout/stderr/stdin flags, Docker's exec),
+        or the client's own FIFOs when their paths are given (stdin_path/stdout_path/stderr_path, ctr's exec)."""
         exec_id = str(request["exec_id"])
         if not p.valid_exec_id(exec_id):
             raise ShimError(f"invalid exec id {exec_id!r}", "InvalidArgument")
@@ -342,6 +363,8 @@ class Shim:
         base = os.path.join(self.bundle, f"{p.EXEC_PREFIX}{exec_id}")
         process_path, pid_path = base + ".json", base + ".pid"
         terminal = bool(process.get("terminal"))
+        client_paths = {name: str(request.get(f"{name}_path") or "") for name in ("stdin", "stdout", "stderr")}
+        stdio = _ClientStdio(self._loop, exec_id, client_paths, terminal) if any(client_paths.values()) else None
         atomicfile.write_json(Path(process_path), process)  # small; the shim may block
         fds: dict[str, int] = {}
         console_socket = _ConsoleSocket(p.console_socket_path(self.request.socket_path, f"e{next(_SEQ)}")) \
@@ -357,9 +380,14 @@ class Shim:
                 args += ["--tty", "--console-socket", console_socket.path]
                 for stream in ("stdin", "stdout", "stderr"):
                     fds[stream] = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-                out_fd = _open_exec_output(self.bundle, exec_id, "stdout", bool(request.get("stdout")),
-                                           blocking=False)
-                in_fd = _open_exec_input(self.bundle, exec_id, bool(request.get("stdin")), blocking=False)
+                if stdio is not None:
+                    out_fd, in_fd = stdio.take_for_console()
+                else:
+                    out_fd = _open_exec_output(self.bundle, exec_id, "stdout", bool(request.get("stdout")),
+                                               blocking=False)
+                    in_fd = _open_exec_input(self.bundle, exec_id, bool(request.get("stdin")), blocking=False)
+            elif stdio is not None:
+                fds, stdio.child = stdio.child, {}
             else:
                 for stream in ("stdout", "stderr"):
                     fds[stream] = _open_exec_output(self.bundle, exec_id, stream, bool(request.get(stream)))
@@ -380,6 +408,8 @@ class Shim:
         except BaseException:
             if console is not None:
                 console.close()
+            if stdio is not None:
+                stdio.close()
             raise
         finally:
             if console_socket is not None:
@@ -392,7 +422,9 @@ class Shim:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
-        proc = _ExecProcess(pid, console)
+        if stdio is not None and not terminal:
+            stdio.start()
+        proc = _ExecProcess(pid, console, stdio)
         self._execs[exec_id] = proc
         self._spawn_background(self._monitor_exec(proc, self._reaper.watch(pid)))
         log(f"exec {exec_id}: pid {pid}")
@@ -402,8 +434,9 @@ class Shim:
         result = await exited
         if proc.console is not None:  # the rest of the pty's output first (bounded: a daemonised child may
             await proc.console.drained(DRAIN_TIMEOUT)  # hold the slave open)
-            proc.console.close()
-            proc.console_fd = -1
+        if proc.stdio is not None:
+            await proc.stdio.drained(DRAIN_TIMEOUT)
+        proc.close_io()
         proc.exit = p.ExitRecord(result.pid, result.status, p.format_timestamp(result.ns))
         proc.exited.set()
 
@@ -429,6 +462,16 @@ class Shim:
         assert proc.exit is not None
         return proc.exit.to_json()
 
+    async def exec_delete(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Forget an exited exec process (containerd's DeleteProcess), closing what is left of its stdio."""
+        exec_id = str(request["exec_id"])
+        proc = self._exec(request)
+        if proc.exit is None:
+            raise ShimError(f"process {exec_id} must be stopped before deletion: running", "FailedPrecondition")
+        proc.close_io()
+        del self._execs[exec_id]
+        return proc.exit.to_json()
+
     async def resize(self, request: dict[str, Any]) -> dict[str, Any]:
         width, height = int(request["width"]), int(request["height"])
         if not (0 <= width <= 0xFFFF and 0 <= height <= 0xFFFF):
@@ -449,6 +492,11 @@ class Shim:
         return {}
 
     async def close_stdin(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("exec_id"):
+            proc = self._exec(request)
+            if proc.stdio is not None:
+                proc.stdio.close_stdin()
+            return {}
         if self.io is not None:
             self.io.close_stdin()
         return {}
@@ -625,6 +673,111 @@ class _ExecConsole:
 
 
 _SEQ = itertools.count(1)
+
+
+def _open_client_fifo(path: str, flags: int, exec_id: str, stream: str) -> int:
+    """One of the client's FIFOs (never created here: a path that is not a FIFO is refused)."""
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ShimError(f"exec {exec_id}: open {stream} {path}: {exc.strerror}", "FailedPrecondition") from exc
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ShimError(f"exec {exec_id}: {stream} {path} is not a FIFO", "InvalidArgument")
+    return fd
+
+
+class _ClientStdio:
+    """An exec's stdio through the client's FIFOs (containerd's convention, used by ctr).
+
+    stdout/stderr FIFOs are opened read-write, so a missing reader never gives EPIPE; without a terminal the
+    process writes pipes that the shim copies into them (back-pressure: a full FIFO stops the copy), and the FIFO
+    is closed when the process's end of the pipe is: the client sees EOF. The stdin FIFO is opened read-only and
+    copied to the process's stdin pipe; the process gets EOF when the client's writers are all closed (a FIFO
+    signals that only once a writer has come), or at CloseIO once what the FIFO holds has been passed on (ctr
+    sends CloseIO at its stdin's EOF, when all it wrote is in the FIFO)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, exec_id: str, paths: dict[str, str], terminal: bool) -> None:
+        self._loop = loop
+        self.child: dict[str, int] = {}  # the process's ends (runc's stdio) without a terminal
+        self._fifos: dict[str, int] = {}
+        self._pipes: dict[str, int] = {}  # our ends of the pipes
+        self._pumps: list[Pump] = []
+        self._done: list[asyncio.Event] = []
+        self._stdin_pump: Pump | None = None
+        try:
+            for stream in ("stdout", "stderr"):
+                if paths.get(stream) and not (terminal and stream == "stderr"):
+                    self._fifos[stream] = _open_client_fifo(paths[stream], os.O_RDWR, exec_id, stream)
+            if paths.get("stdin"):
+                self._fifos["stdin"] = _open_client_fifo(paths["stdin"], os.O_RDONLY, exec_id, "stdin")
+            if terminal:
+                return
+            for stream in ("stdin", "stdout", "stderr"):
+                if stream not in self._fifos:
+                    self.child[stream] = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                    continue
+                read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+                ours, theirs = (write_fd, read_fd) if stream == "stdin" else (read_fd, write_fd)
+                self._pipes[stream] = ours
+                self.child[stream] = theirs
+        except BaseException:
+            self.close_child()
+            self.close()
+            raise
+
+    def take_for_console(self) -> tuple[int, int]:
+        """The stdout and stdin FIFO fds (or -1) for a terminal exec's console, which owns them from now on."""
+        out_fd, in_fd = self._fifos.pop("stdout", -1), self._fifos.pop("stdin", -1)
+        return out_fd, in_fd
+
+    def close_child(self) -> None:
+        for fd in self.child.values():
+            os.close(fd)
+        self.child = {}
+
+    def start(self) -> None:
+        for stream, ours in self._pipes.items():
+            fifo = self._fifos[stream]
+            if stream == "stdin":
+                self._stdin_pump = Pump(self._loop, fifo, ours, self._closer(stream))
+                self._pumps.append(self._stdin_pump)
+            else:
+                done = asyncio.Event()
+                self._done.append(done)
+                self._pumps.append(Pump(self._loop, ours, fifo, self._closer(stream, done)))
+
+    def _closer(self, stream: str, done: asyncio.Event | None = None) -> Any:
+        def close() -> None:
+            for table in (self._pipes, self._fifos):
+                fd = table.pop(stream, -1)
+                if fd >= 0:
+                    os.close(fd)
+            if done is not None:
+                done.set()
+        return close
+
+    async def drained(self, timeout: float) -> None:
+        """Wait until the output pipes reached EOF (bounded: a daemonised child may hold them)."""
+        if self._done:
+            waits = [asyncio.ensure_future(done.wait()) for done in self._done]
+            _, pending = await asyncio.wait(waits, timeout=timeout)
+            for task in pending:
+                task.cancel()
+
+    def close_stdin(self) -> None:
+        if self._stdin_pump is not None:
+            self._stdin_pump.end_input()
+
+    def close(self) -> None:
+        for pump in self._pumps:
+            pump.finish()
+        self._pumps = []
+        self._stdin_pump = None
+        for table in (self._pipes, self._fifos):
+            for fd in table.values():
+                os.close(fd)
+            table.clear()
 
 
 def _open_exec_input(bundle: str, exec_id: str, wanted: bool, blocking: bool = True) -> int:

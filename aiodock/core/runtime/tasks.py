@@ -8,6 +8,11 @@ shim (runc delete --force, unmount, synthetic exit 255: containerd's cleanupAfte
 Exits reach the manager by four paths: the shim's Events/Forward call (handle_exit), the long-poll `wait`
 connection kept open per task, exit.json at load, and a dead shim. Whichever comes first resolves waiters and
 publishes TASK_EXIT; the others are no-ops.
+
+Exec processes (Docker's exec, and containerd's Exec/Start/DeleteProcess for ctr) are kept per task in memory:
+created, running (`runc exec -d` in the shim, with the daemon's FIFOs or the client's own), stopped (a long-poll
+`exec_wait` per process). They publish /tasks/exec-added, /tasks/exec-started and /tasks/exit with the exec id,
+as containerd does; pause and resume publish /tasks/paused and /tasks/resumed. metrics() reads the task's cgroup.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from aiodock import errors
 from aiodock.core import events as ev
 from aiodock.core.events import EventExchange, TaskExit
 from aiodock.core.mount import Mount, mount_all, unmount
+from aiodock.core.runtime import cgroups
 from aiodock.core.runtime.shim_client import ShimClient, ShimUnreachable
 from aiodock.core.runtime.shim_factory import ShimFactory
 from aiodock.log import get_logger
@@ -61,6 +67,19 @@ class TaskSpec:
     terminal: bool = False  # spec's process.terminal: the shim takes the pty master (console socket)
 
 
+MAX_FINISHED_EXECS = 64  # finished execs nobody deletes (Docker's) kept per task for late waiters
+
+
+@dataclass(frozen=True, slots=True)
+class ExecIO:
+    """The client's FIFO paths of an exec (containerd's convention: the client made them and reads/writes)."""
+
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    terminal: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class TaskInfo:
     namespace: str
@@ -70,6 +89,30 @@ class TaskInfo:
     exit_status: int | None
     exited_at: datetime | None
     bundle: Path
+    oom_killed: bool = False  # the exit came from the cgroup's OOM killer
+
+
+class _Exec:
+    """One exec process of a task: created (Exec), running (Start), stopped (its exit recorded)."""
+
+    __slots__ = (
+        "exec_id", "process", "io", "pid", "status", "exit", "exited", "stdin_closed", "console_size", "watcher",
+        "lock", "auto_delete",
+    )
+
+    def __init__(self, exec_id: str, process: dict[str, Any], io: ExecIO | None, auto_delete: bool) -> None:
+        self.exec_id = exec_id
+        self.process = process
+        self.io = io
+        self.pid = 0
+        self.status = p.STATUS_CREATED
+        self.exit: TaskExit | None = None
+        self.exited = asyncio.Event()
+        self.stdin_closed = False
+        self.console_size: tuple[int, int] | None = None  # (width, height) asked for before the start
+        self.watcher: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
+        self.auto_delete = auto_delete  # Docker's execs: never deleted by a client, dropped when old
 
 
 class _Task:
@@ -77,7 +120,7 @@ class _Task:
 
     __slots__ = (
         "namespace", "container_id", "bundle", "socket_path", "pid", "status", "exit", "shim_pid",
-        "shim_start_time", "client", "watcher", "exited", "lock", "starting", "exit_published",
+        "shim_start_time", "client", "watcher", "exited", "lock", "starting", "exit_published", "execs",
     )
 
     def __init__(self, namespace: str, container_id: str, bundle: Path, socket_path: Path) -> None:
@@ -96,12 +139,14 @@ class _Task:
         self.lock = asyncio.Lock()
         self.starting = False
         self.exit_published = False
+        self.execs: dict[str, _Exec] = {}
 
     def info(self) -> TaskInfo:
         return TaskInfo(
             namespace=self.namespace, container_id=self.container_id, pid=self.pid, status=self.status,
             exit_status=self.exit.exit_status if self.exit else None,
             exited_at=self.exit.exited_at if self.exit else None, bundle=self.bundle,
+            oom_killed=self.exit.oom_killed if self.exit else False,
         )
 
     def shim_alive(self) -> bool:
@@ -152,6 +197,7 @@ class TaskManager:
     async def close(self) -> None:
         """Forget the tasks and stop the factory; shims and containers keep running."""
         watchers = [t.watcher for t in self._tasks.values() if t.watcher is not None]
+        watchers += [e.watcher for t in self._tasks.values() for e in t.execs.values() if e.watcher is not None]
         for watcher in watchers:
             watcher.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
@@ -352,6 +398,10 @@ class TaskManager:
         task = self._task(namespace, container_id)
         if task.exit is not None:
             raise errors.Conflict(f"cannot resize task {container_id}: process already finished")
+        proc = task.execs.get(exec_id) if exec_id else None
+        if proc is not None and proc.status == p.STATUS_CREATED:
+            proc.console_size = (width, height)  # applied at the start
+            return
         try:
             await task.client.call(p.OP_RESIZE, width=width, height=height, exec_id=exec_id)
         except ShimUnreachable as exc:
@@ -375,6 +425,8 @@ class TaskManager:
             raise errors.Unavailable(f"cannot {op} task {container_id}: {exc}") from exc
         if task.exit is None:
             task.status = status
+        event = ev.TaskPaused(container_id) if op == p.OP_PAUSE else ev.TaskResumed(container_id)
+        self.events.publish(namespace, ev.TASK_PAUSED if op == p.OP_PAUSE else ev.TASK_RESUMED, event)
 
     # --- update ----------------------------------------------------------------------------------------------
 
@@ -387,6 +439,24 @@ class TaskManager:
             await task.client.call(p.OP_UPDATE, resources=resources)
         except ShimUnreachable as exc:
             raise errors.Unavailable(f"cannot update task {container_id}: {exc}") from exc
+
+    # --- metrics ---------------------------------------------------------------------------------------------
+
+    async def metrics(self, namespace: str, container_id: str) -> tuple[int, dict[str, Any]] | None:
+        """One cgroup reading of the task: (cgroup version, fields of containerd's cgroups Metrics); None when
+        the task has no cgroup (it is not running)."""
+        task = self._task(namespace, container_id)
+        if task.exit is not None or task.status not in (p.STATUS_CREATED, p.STATUS_RUNNING, p.STATUS_PAUSED):
+            return None
+        spec = await self.task_spec(namespace, container_id)
+        path = str((spec.get("linux") or {}).get("cgroupsPath") or "")
+        if not path or ":" in path:  # no cgroup of our own, or a systemd slice spec (not used by aiodock)
+            return None
+
+        def read() -> tuple[int, dict[str, Any]] | None:
+            return cgroups.metrics(path) if cgroups.exists(path) else None
+
+        return await asyncio.to_thread(read)
 
     # --- exec ------------------------------------------------------------------------------------------------
 
@@ -422,29 +492,158 @@ class TaskManager:
                    stdout: bool = False, stderr: bool = False, stdin: bool = False) -> int:
         """Run an extra process in the running task (`runc exec -d` in its shim); returns its host pid.
         With stdout/stderr, exec_output() must have been called first: the output goes there; with stdin,
-        exec_stdin(). process["terminal"] true: the process gets a pty (stdout carries all its output)."""
+        exec_stdin(). process["terminal"] true: the process gets a pty (stdout carries all its output).
+        Docker's exec: created and started at once (events exec-added, exec-started, and exit when it ends)."""
         task = self._task(namespace, container_id)
-        if task.exit is not None or task.status == p.STATUS_STOPPED:
-            raise errors.Conflict(f"cannot exec in a stopped state: task {container_id}")
-        try:
-            response = await task.client.call(p.OP_EXEC, timeout=60.0, exec_id=exec_id, process=process,
-                                              stdout=stdout, stderr=stderr, stdin=stdin)
-        except ShimUnreachable as exc:
-            raise errors.Unavailable(f"cannot exec in task {container_id}: {exc}") from exc
-        return int(response["pid"])
+        self._check_exec_allowed(task, exec_id)
+        proc = self._add_exec(task, exec_id, process, None, auto_delete=True)
+        async with proc.lock:
+            try:
+                return await self._start_exec(task, proc, stdout=stdout, stderr=stderr, stdin=stdin)
+            except BaseException:
+                task.execs.pop(exec_id, None)
+                raise
 
-    async def exec_wait(self, namespace: str, container_id: str, exec_id: str) -> int:
-        """The exec process's exit status (exit code, or 128 + signal), once it has exited. When the shim goes
-        away first (the container was deleted), the process died with it: 137 (SIGKILL)."""
-        task = self._task(namespace, container_id)
+    def _check_exec_allowed(self, task: _Task, exec_id: str) -> None:
+        if not p.valid_exec_id(exec_id):
+            raise errors.InvalidArgument(f"invalid exec id {exec_id!r}")
+        if task.exit is not None or task.status == p.STATUS_STOPPED:
+            raise errors.Conflict(f"cannot exec in a stopped state: task {task.container_id}")
+        if exec_id in task.execs:
+            raise errors.AlreadyExists(f"id {exec_id}: already exists")
+
+    def _add_exec(self, task: _Task, exec_id: str, process: dict[str, Any], io: ExecIO | None,
+                  auto_delete: bool) -> _Exec:
+        proc = _Exec(exec_id, process, io, auto_delete)
+        task.execs[exec_id] = proc
+        self.events.publish(task.namespace, ev.TASK_EXEC_ADDED, ev.TaskExecAdded(task.container_id, exec_id))
+        return proc
+
+    async def _start_exec(self, task: _Task, proc: _Exec, *, stdout: bool = False, stderr: bool = False,
+                          stdin: bool = False) -> int:
+        process = dict(proc.process)
+        if proc.console_size is not None and process.get("terminal"):
+            process["consoleSize"] = {"width": proc.console_size[0], "height": proc.console_size[1]}
+        params: dict[str, Any] = {"stdout": stdout, "stderr": stderr, "stdin": stdin}
+        if proc.io is not None:
+            params = {"stdin_path": proc.io.stdin, "stdout_path": proc.io.stdout, "stderr_path": proc.io.stderr}
+        try:
+            response = await task.client.call(p.OP_EXEC, timeout=60.0, exec_id=proc.exec_id, process=process,
+                                              **params)
+        except ShimUnreachable as exc:
+            raise errors.Unavailable(f"cannot exec in task {task.container_id}: {exc}") from exc
+        proc.pid = int(response["pid"])
+        proc.status = p.STATUS_RUNNING
+        self.events.publish(task.namespace, ev.TASK_EXEC_STARTED,
+                            ev.TaskExecStarted(task.container_id, proc.exec_id, proc.pid))
+        proc.watcher = asyncio.create_task(self._watch_exec(task, proc))
+        if proc.stdin_closed:  # CloseIO came before the start
+            with contextlib.suppress(ShimUnreachable, errors.AiodockError):
+                await task.client.call(p.OP_CLOSE_STDIN, exec_id=proc.exec_id)
+        return proc.pid
+
+    async def _watch_exec(self, task: _Task, proc: _Exec) -> None:
+        """Long-poll the shim for the exec's exit. When the shim goes away first (the container was deleted),
+        the process died with it: 137 (SIGKILL)."""
         client = ShimClient(task.socket_path)
         try:
-            response = await client.call(p.OP_EXEC_WAIT, timeout=None, exec_id=exec_id)
-        except ShimUnreachable:
-            return 128 + int(signals.SIGKILL)
+            response = await client.call(p.OP_EXEC_WAIT, timeout=None, exec_id=proc.exec_id)
+            raw = {"pid": response.get("pid") or proc.pid, "exit_status": int(response["exit_status"]),
+                   "exited_at": response["exited_at"]}
+        except (ShimUnreachable, errors.AiodockError):
+            raw = {"pid": proc.pid, "exit_status": 128 + int(signals.SIGKILL),
+                   "exited_at": p.format_timestamp(time.time_ns())}
         finally:
             await client.close()
-        return int(response["exit_status"])
+        exit_ = TaskExit(container_id=task.container_id, id=proc.exec_id, pid=int(raw["pid"]),
+                         exit_status=int(raw["exit_status"]), exited_at=p.parse_timestamp(str(raw["exited_at"])))
+        proc.exit = exit_
+        proc.status = p.STATUS_STOPPED
+        proc.exited.set()
+        self.events.publish(task.namespace, ev.TASK_EXIT, exit_)
+        old = [e for e in task.execs.values() if e.auto_delete and e.exit is not None]
+        for stale in old[:max(0, len(old) - MAX_FINISHED_EXECS)]:
+            task.execs.pop(stale.exec_id, None)
+
+    def _exec_of(self, namespace: str, container_id: str, exec_id: str) -> tuple[_Task, _Exec]:
+        task = self._task(namespace, container_id)
+        proc = task.execs.get(exec_id)
+        if proc is None:
+            raise errors.NotFound(f"process {exec_id} does not exist: not found")
+        return task, proc
+
+    async def exec_wait(self, namespace: str, container_id: str, exec_id: str) -> int:
+        """The exec process's exit status (exit code, or 128 + signal), once it has exited."""
+        return (await self.wait_process(namespace, container_id, exec_id)).exit_status
+
+    # --- exec processes of containerd's Tasks API (ctr tasks exec) -------------------------------------------
+
+    async def exec_create(self, namespace: str, container_id: str, exec_id: str, process: dict[str, Any],
+                          io: ExecIO) -> None:
+        """Register an exec process (containerd's Exec); exec_start runs it. Its stdio are the client's FIFOs."""
+        task = self._task(namespace, container_id)
+        self._check_exec_allowed(task, exec_id)
+        if task.status != p.STATUS_RUNNING:
+            raise errors.FailedPrecondition(f"container {container_id} is not running: {task.status}")
+        self._add_exec(task, exec_id, {**process, "terminal": io.terminal}, io, auto_delete=False)
+
+    async def exec_start(self, namespace: str, container_id: str, exec_id: str) -> int:
+        task, proc = self._exec_of(namespace, container_id, exec_id)
+        async with proc.lock:
+            if proc.status != p.STATUS_CREATED:
+                raise errors.FailedPrecondition(f"process {exec_id}: cannot start a process in state {proc.status}")
+            if task.exit is not None or task.status == p.STATUS_STOPPED:
+                raise errors.FailedPrecondition(f"cannot start exec {exec_id}: container {container_id} is not "
+                                                "running")
+            return await self._start_exec(task, proc)
+
+    def exec_info(self, namespace: str, container_id: str, exec_id: str) -> TaskInfo:
+        task, proc = self._exec_of(namespace, container_id, exec_id)
+        return TaskInfo(
+            namespace=namespace, container_id=container_id, pid=proc.pid, status=proc.status,
+            exit_status=proc.exit.exit_status if proc.exit else None,
+            exited_at=proc.exit.exited_at if proc.exit else None, bundle=task.bundle,
+        )
+
+    async def wait_process(self, namespace: str, container_id: str, exec_id: str) -> TaskExit:
+        """The exit of an exec process (waits through its start)."""
+        _, proc = self._exec_of(namespace, container_id, exec_id)
+        await proc.exited.wait()
+        assert proc.exit is not None
+        return proc.exit
+
+    async def exec_kill(self, namespace: str, container_id: str, exec_id: str, signal: int) -> None:
+        task, proc = self._exec_of(namespace, container_id, exec_id)
+        if proc.status == p.STATUS_CREATED:
+            raise errors.FailedPrecondition(f"process {exec_id} is not started")
+        if proc.exit is not None:
+            raise errors.NotFound("process already finished: not found")
+        try:
+            await task.client.call(p.OP_KILL, exec_id=exec_id, signal=int(signal))
+        except ShimUnreachable as exc:
+            raise errors.Unavailable(f"cannot kill process {exec_id}: {exc}") from exc
+
+    async def exec_close_stdin(self, namespace: str, container_id: str, exec_id: str) -> None:
+        task, proc = self._exec_of(namespace, container_id, exec_id)
+        proc.stdin_closed = True
+        if proc.status != p.STATUS_RUNNING:
+            return  # not started: closed right after the start; stopped: nothing left to close
+        try:
+            await task.client.call(p.OP_CLOSE_STDIN, exec_id=exec_id)
+        except ShimUnreachable as exc:
+            raise errors.Unavailable(f"cannot close stdin of process {exec_id}: {exc}") from exc
+
+    async def exec_delete(self, namespace: str, container_id: str, exec_id: str) -> TaskExit | None:
+        """Forget a stopped (or never started) exec process: containerd's DeleteProcess."""
+        task, proc = self._exec_of(namespace, container_id, exec_id)
+        async with proc.lock:
+            if proc.status == p.STATUS_RUNNING:
+                raise errors.FailedPrecondition(f"process {exec_id} must be stopped before deletion: running")
+            if proc.status == p.STATUS_STOPPED and task.shim_alive():
+                with contextlib.suppress(ShimUnreachable, errors.AiodockError):
+                    await task.client.call(p.OP_EXEC_DELETE, exec_id=exec_id)
+            task.execs.pop(exec_id, None)
+            return proc.exit
 
     # --- exits -----------------------------------------------------------------------------------------------
 
@@ -458,7 +657,7 @@ class TaskManager:
         """An exit reported by a shim (Events/Forward). Idempotent."""
         task = self._tasks.get((namespace, exit.container_id))
         if task is None or (exit.id and exit.id != exit.container_id):
-            return  # unknown task (load_existing will read exit.json) or an exec process (not served)
+            return  # unknown task (load_existing will read exit.json) or an exec process (its watcher has it)
         record = await asyncio.to_thread(_read_exit, task.bundle)  # written before the report: it has the OOM flag
         if record is not None and record.oom_killed:
             exit = dataclasses.replace(exit, oom_killed=True)
