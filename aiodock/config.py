@@ -34,6 +34,10 @@ class DaemonConfig:
     shutdown_timeout: int = 15
     bridge_name: str = "aiodock0"  # the default bridge network's Linux bridge (dockerd's -b/--bridge)
     bip: str = "172.30.0.1/16"  # the bridge's gateway address and subnet (dockerd's --bip)
+    registry_certs_dir: Path = Path("/etc/aiodock/certs.d")  # <host[:port]>/{*.crt, *.cert + *.key} per registry
+    insecure_registries: tuple[str, ...] = ()  # CIDRs and host[:port] (dockerd's --insecure-registry)
+    registry_mirrors: tuple[str, ...] = ()  # docker.io mirrors (dockerd's --registry-mirror)
+    userland_proxy: bool = True  # False: published ports through iptables DNAT (dockerd's --userland-proxy=false)
 
     @property
     def grpc_socket(self) -> Path:
@@ -58,6 +62,7 @@ class DaemonConfig:
             "log-level": "log_level", "log-format": "log_format", "tls": "tls", "tlscacert": "tlscacert",
             "tlscert": "tlscert", "tlskey": "tlskey", "tlsverify": "tlsverify", "log-opts": "log_opts",
             "shutdown-timeout": "shutdown_timeout", "bridge": "bridge_name", "bip": "bip",
+            "userland-proxy": "userland_proxy",
         }
         known = {f.name for f in fields(self)}
         changes: dict[str, Any] = {}
@@ -65,9 +70,17 @@ class DaemonConfig:
             name = aliases.get(key, key.replace("-", "_"))
             if name not in known:
                 raise InvalidArgument(f"unable to configure the daemon: unknown option {key!r}")
-            if name in {"data_root", "exec_root", "pidfile", "grpc_address", "tlscacert", "tlscert", "tlskey"}:
+            if name in {"data_root", "exec_root", "pidfile", "grpc_address", "tlscacert", "tlscert", "tlskey",
+                        "registry_certs_dir"}:
                 value = Path(value) if value is not None else None
-            if name == "hosts":
+            if name in ("insecure_registries", "registry_mirrors") and (
+                    not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+                raise InvalidArgument(f"unable to configure the daemon: {key} must be a list of strings")
+            if name in ("hosts", "insecure_registries", "registry_mirrors"):
                 value = tuple(value)
+            if name == "userland_proxy" and not isinstance(value, bool):
+                kind = {str: "string", int: "number", float: "number", list: "array"}.get(type(value), "object")
+                raise InvalidArgument(f"unable to configure the daemon: json: cannot unmarshal {kind} into Go "
+                                      "struct field Config.userland-proxy of type bool")
             changes[name] = value
         return replace(self, **changes)

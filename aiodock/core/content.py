@@ -59,6 +59,14 @@ class IngestWriter:
         self._hash.update(data)
         self.size += len(data)
 
+    def reset(self) -> None:
+        """Drop what was written so far (a resumed download the server answered from the start)."""
+        assert self._fh is not None, "ingest already finished"
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._hash = hashlib.sha256()
+        self.size = 0
+
     @property
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()

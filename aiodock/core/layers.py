@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+import zstandard
+
 from aiodock.errors import InternalError, InvalidArgument
 
 WHITEOUT_PREFIX = ".wh."
@@ -35,7 +37,7 @@ OVERLAY_XATTR_PREFIX = "trusted.overlay."
 PAX_XATTR_PREFIX = "SCHILY.xattr."
 CHUNK = 1 << 20
 
-_STREAM_ERRORS = (tarfile.TarError, EOFError, lzma.LZMAError, gzip.BadGzipFile, zlib.error)
+_STREAM_ERRORS = (tarfile.TarError, EOFError, lzma.LZMAError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError)
 _DIR, _SYMLINK, _FILE, _WHITEOUT, _ABSENT = "dir", "symlink", "file", "whiteout", "absent"
 
 
@@ -70,7 +72,8 @@ def decompressed(fh: BinaryIO) -> IO[bytes]:
     if kind == "xz":
         return lzma.LZMAFile(buffered, "rb")
     if kind == "zstd":
-        raise InvalidArgument("unsupported layer compression: zstd")
+        reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True, closefd=True)
+        return reader
     return buffered
 
 
@@ -424,7 +427,7 @@ class _Applier:
 
 
 def apply_layer(src: Path | BinaryIO, dest: Path, *, overlay: bool = True) -> AppliedLayer:
-    """Apply a layer tar (plain, gzip, bzip2, xz) into ``dest``.
+    """Apply a layer tar (plain, gzip, bzip2, xz, zstd) into ``dest``.
 
     With ``overlay`` whiteouts become overlay whiteouts (char 0/0) and opaque markers the
     ``trusted.overlay.opaque`` xattr; without it they delete. A tar that would touch anything outside ``dest``

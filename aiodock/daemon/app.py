@@ -17,6 +17,7 @@ from typing import cast
 from aiodock.api.app import TLSConfig, create_app, serve
 from aiodock.config import DaemonConfig
 from aiodock.core.events import EventExchange
+from aiodock.core.images.registry import RegistryOptions
 from aiodock.core.metadata import ContainerStore
 from aiodock.core.namespaces import NamespaceStore
 from aiodock.core.runtime.tasks import TaskManager
@@ -34,7 +35,7 @@ from aiodock.engine.state import ContainerFiles
 from aiodock.engine.stats import StatsService
 from aiodock.engine.system import SystemService
 from aiodock.engine.volumes import VolumeService
-from aiodock.errors import FailedPrecondition, InvalidArgument
+from aiodock.errors import AiodockError, FailedPrecondition, InvalidArgument
 from aiodock.log import configure, get_logger
 from aiodock.util import atomicfile
 
@@ -86,12 +87,15 @@ class Daemon:
         self.config = config
         self.events = EventExchange()
         self.records = ContainerStore(config.data_root)
-        self.images = ImageService(config.data_root, self.events, namespace=NAMESPACE)
+        self.images = ImageService(config.data_root, self.events, namespace=NAMESPACE,
+                                   registry=RegistryOptions.create(config.registry_certs_dir,
+                                                                   config.insecure_registries, config.registry_mirrors))
         self.namespaces = NamespaceStore(config.data_root, usage=self._namespace_usage)
         self.tasks = TaskManager(exec_root=config.exec_root, runtime=config.runtime, events=self.events,
                                  grpc_socket=config.grpc_socket)
         self.networks = NetworkService(data_root=config.data_root, exec_root=config.exec_root,
-                                       bridge_name=config.bridge_name, bip=config.bip)
+                                       bridge_name=config.bridge_name, bip=config.bip,
+                                       userland_proxy=config.userland_proxy)
         self.containers = ContainerService(
             config=config, files=ContainerFiles(config.data_root / "containers"), images=self.images,
             tasks=self.tasks, records=self.records, events=self.events, networks=self.networks,
@@ -110,11 +114,19 @@ class Daemon:
                                     emit=lambda cid, action: self.containers.emit(action, cid))
         self.containers.set_health_monitor(self.health)
         self.networks.set_container_lookup(self.containers.inspect)
+        self.networks.set_name_lookup(self._dns_names)  # the embedded DNS server's container names
         self.stats = StatsService(config=config, containers=self.containers)
         self.system = SystemService(config=config, containers=self.containers, images=self.images,
                                     daemon_id=_daemon_id(config.data_root), volumes=self.volumes)
         self.grpc = build_grpc_server(self)
         self._runner: object | None = None
+
+    def _dns_names(self, container_id: str) -> tuple[str, str] | None:
+        try:
+            container = self.containers.get(container_id)
+        except AiodockError:
+            return None
+        return container.name.lstrip("/"), str(container.config.get("Hostname") or "")
 
     def _namespace_usage(self, namespace: str) -> list[str]:
         kinds = []

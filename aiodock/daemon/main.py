@@ -13,6 +13,15 @@ from aiodock.config import DEFAULT_HOST, DaemonConfig
 from aiodock.errors import AiodockError
 
 
+def _boolean(value: str) -> bool:
+    """Go's strconv.ParseBool, as dockerd's boolean flags take it (--userland-proxy=false)."""
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiodock daemon", description="Run the aiodock daemon: the Docker Engine API, "
                                 "the containerd-compatible gRPC API and the in-process port proxy.")
@@ -39,6 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-b", "--bridge-name", "--bridge", dest="bridge_name",
                    help="Linux bridge of the default bridge network (default aiodock0)")
     p.add_argument("--bip", help="Gateway address and subnet of the default bridge network (default 172.30.0.1/16)")
+    p.add_argument("--userland-proxy", type=_boolean, metavar="BOOL",
+                   help="Serve published ports with the in-process proxy (default true); false: iptables DNAT")
+    p.add_argument("--registry-certs-dir", type=Path, metavar="DIR",
+                   help="Per-registry TLS files, as Docker's /etc/docker/certs.d: DIR/<host[:port]>/ holds CA "
+                        "certificates (*.crt) and a client certificate and key (*.cert + *.key); daemon.json "
+                        "key \"registry-certs-dir\" (default /etc/aiodock/certs.d)")
+    p.add_argument("--insecure-registry", action="append", default=[], dest="insecure_registries",
+                   metavar="REGISTRY", help="Registry (host[:port]) or CIDR reachable over plain HTTP or HTTPS "
+                                            "without verification (repeatable; 127.0.0.0/8 and ::1 always are)")
+    p.add_argument("--registry-mirror", action="append", default=[], dest="registry_mirrors", metavar="URL",
+                   help="Preferred registry mirror for docker.io images, http(s)://host[:port] (repeatable)")
     p.add_argument("-v", "--version", action="version", version=f"aiodock {__version__}")
     return p
 
@@ -50,12 +70,19 @@ def config_from_args(argv: list[str] | None) -> DaemonConfig:
         config = config.with_file(args.config_file)
     changes: dict[str, object] = {}
     for name in ("data_root", "exec_root", "pidfile", "grpc_address", "runtime", "cgroup_parent", "log_level",
-                 "log_format", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "bridge_name", "bip"):
+                 "log_format", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "bridge_name", "bip",
+                 "userland_proxy"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
     if args.hosts:
         changes["hosts"] = tuple(args.hosts)
+    if args.registry_certs_dir is not None:
+        changes["registry_certs_dir"] = args.registry_certs_dir
+    if args.insecure_registries:
+        changes["insecure_registries"] = tuple(dict.fromkeys((*config.insecure_registries, *args.insecure_registries)))
+    if args.registry_mirrors:
+        changes["registry_mirrors"] = tuple(dict.fromkeys((*config.registry_mirrors, *args.registry_mirrors)))
     if args.log_opt:
         opts = dict(config.log_opts)
         for item in args.log_opt:

@@ -185,6 +185,11 @@ class ImageBackend(Protocol):
     async def distribution(self, image: str, auth_header: str | None = None) -> dict[str, Any]:
         """GET /distribution/{name}/json: {"Descriptor": {...}, "Platforms": [...]}."""
 
+    async def search(self, term: str, limit: int | None, filters: dict[str, list[str]],
+                     auth_header: str | None = None) -> list[dict[str, Any]]:
+        """GET /images/search: [{"star_count", "is_official", "name", "is_automated", "description"}]; 400 for
+        an unknown filter, a bad limit or an unreachable index, as dockerd."""
+
 
 class VolumeBackend(Protocol):
     async def create_volume(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,8 @@ from aiodock.core.images.reference import (
     parse_normalized,
     parse_repository_and_tag,
 )
-from aiodock.core.images.registry import AuthConfig, TokenCache
+from aiodock.core.images.registry import AuthConfig, RegistryOptions, TokenCache, new_session
+from aiodock.core.images.registry import search as registry_search
 from aiodock.core.images.store import Descriptor, ImageRecord, ImageStore
 from aiodock.core.layers import apply_layer, decompressed, detect_compression, layer_diff_id
 from aiodock.core.mount import Mount
@@ -122,7 +123,7 @@ class ImageService:
 
     def __init__(self, root: Path, events: EventExchange, namespace: str = "moby", *,
                  content: ContentStore | None = None, images: ImageStore | None = None,
-                 snapshotter: Snapshotter | None = None) -> None:
+                 snapshotter: Snapshotter | None = None, registry: RegistryOptions | None = None) -> None:
         self.root = Path(root)
         self.events = events
         self.namespace = namespace
@@ -133,6 +134,7 @@ class ImageService:
         self._usage_check: UsageCheck = lambda image_id: []
         self._parsed: dict[str, tuple[mf.Manifest, dict[str, Any]]] = {}
         self.registry_tokens = TokenCache()
+        self.registry = registry or RegistryOptions.create()
 
     def set_usage_check(self, fn: UsageCheck) -> None:
         """fn(image id) -> [(container id, running)]; called from a worker thread."""
@@ -277,11 +279,42 @@ class ImageService:
                             AuthConfig.from_header(auth_header)).start()
 
     async def login(self, body: dict[str, Any]) -> dict[str, str]:
-        return await pushing.login(self.registry_tokens, body)
+        return await pushing.login(self.registry_tokens, body, self.registry)
+
+    async def search(self, term: str, limit: int | None, filters: dict[str, list[str]],
+                     auth_header: str | None = None) -> list[dict[str, Any]]:
+        """GET /images/search: the index's v1 search, then dockerd's filters (is-automated, is-official, stars)."""
+        for key in filters:
+            if key not in ("is-automated", "is-official", "stars"):
+                raise InvalidArgument(f"invalid filter '{key}'")
+        wanted: dict[str, bool] = {}
+        for key in ("is-automated", "is-official"):
+            for value in filters.get(key, []):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise InvalidArgument(f"invalid filter '{key}={value}'")
+                wanted[key] = value.lower() in ("true", "1")
+        min_stars = 0
+        for value in filters.get("stars", []):
+            try:
+                min_stars = max(min_stars, int(value))
+            except ValueError:
+                raise InvalidArgument(f"invalid filter 'stars={value}': strconv.Atoi: parsing \"{value}\": "
+                                      "invalid syntax") from None
+        limit = 25 if limit is None else limit
+        if limit < 1 or limit > 100:
+            raise InvalidArgument(f"limit {limit} is outside the range of [1, 100]")
+        if not term.strip():
+            raise InvalidArgument("invalid search term: term must not be empty")
+        async with new_session() as session:
+            found = await registry_search(session, self.registry, term, limit, AuthConfig.from_header(auth_header))
+        return [r for r in found if r["star_count"] >= min_stars
+                and wanted.get("is-official", r["is_official"]) == r["is_official"]
+                and wanted.get("is-automated", r["is_automated"]) == r["is_automated"]]
 
     async def distribution(self, image: str, auth_header: str | None = None) -> dict[str, Any]:
         ref = parse_normalized(image).with_default_tag()
-        return await pushing.distribution(self.registry_tokens, ref, AuthConfig.from_header(auth_header))
+        return await pushing.distribution(self.registry_tokens, ref, AuthConfig.from_header(auth_header),
+                                          self.registry)
 
     async def pull_layer_state(self, manifest: mf.Manifest, config: dict[str, Any]) -> list[tuple[bool, bool]]:
         """(blob present, snapshot present) per layer."""

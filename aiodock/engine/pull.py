@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from aiodock.core.content import ContentStore, IngestWriter
 from aiodock.core.images import manifest as mf
 from aiodock.core.images.reference import Reference
-from aiodock.core.images.registry import AuthConfig, RegistryClient, RegistryError, new_session
+from aiodock.core.images.registry import SOURCE_LABEL, AuthConfig, RegistryClient, RegistryError, new_session
 from aiodock.core.images.store import Descriptor
 from aiodock.errors import AiodockError, InvalidArgument, NotFound, Unavailable
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from aiodock.engine.images import ImageService
 
 MAX_DOWNLOADS = 3
+MAX_ATTEMPTS = 5  # Docker's maxDownloadAttempts
+RETRY_DELAY = 1.0  # seconds times the attempt number (Docker waits 5 s times the attempt number)
 PROGRESS_INTERVAL = 0.1
 CONFIG_LIMIT = 8 << 20
 WRITE_CHUNK = 512 << 10
@@ -131,8 +134,7 @@ class Pull:
         """Resolve the manifest (errors here are raised before any message), then stream the rest."""
         session = new_session()
         try:
-            client = RegistryClient(session, self.ref.domain, self.ref.path, self.auth, self.svc.registry_tokens)
-            resolved = await self._resolve(client)
+            client, resolved = await self._resolve_on_endpoints(session)
         except RegistryError as err:
             await session.close()
             if err.status in (401, 403):
@@ -149,6 +151,21 @@ class Pull:
             finally:
                 await session.close()
         return run_streamed(work)
+
+    async def _resolve_on_endpoints(self, session: aiohttp.ClientSession) -> tuple[
+            RegistryClient, tuple[str, list[tuple[bytes, str]], bytes, mf.Manifest, bytes, dict[str, Any]]]:
+        """The mirrors first (docker.io only), each given up on any error, then the registry itself."""
+        endpoints = await self.svc.registry.endpoints(self.ref.domain)
+        for mirror in [e for e in endpoints if e.mirror]:
+            client = RegistryClient(session, self.ref.domain, self.ref.path, self.auth, self.svc.registry_tokens,
+                                    endpoints=[mirror])
+            try:
+                return client, await self._resolve(client)
+            except AiodockError:
+                continue  # as dockerd: on to the next endpoint
+        client = RegistryClient(session, self.ref.domain, self.ref.path, self.auth, self.svc.registry_tokens,
+                                endpoints=[e for e in endpoints if not e.mirror])
+        return client, await self._resolve(client)
 
     async def _resolve(self, client: RegistryClient
                        ) -> tuple[str, list[tuple[bytes, str]], bytes, mf.Manifest, bytes, dict[str, Any]]:
@@ -199,6 +216,8 @@ class Pull:
         except BaseException:
             await asyncio.shield(self.svc.pull_cleanup(self.new_chains, self.new_blobs))
             raise
+        await record_source(self.svc.content, [layer.digest for layer in manifest.layers], self.ref.domain,
+                            self.ref.path)
         emit({"status": f"Digest: {digest}"})
         shown = self.ref.familiar()
         if up_to_date:
@@ -226,19 +245,51 @@ class Pull:
 
     async def _download(self, client: RegistryClient, layer: Descriptor, limit: asyncio.Semaphore,
                         emit: Emit) -> None:
+        """Download into an ingest, retrying transient failures (connection lost, 5xx) up to ``MAX_ATTEMPTS``
+        times, resuming with a Range request from the bytes already received; the ingest goes on any failure."""
         lid = short_digest(layer.digest)
         async with limit:
-            resp = await client.open_blob(layer.digest)
+            writer = await asyncio.to_thread(self.svc.content.writer)
             try:
-                await self._receive(resp, layer, lid, emit)
-            finally:
-                resp.release()
+                attempt = 1
+                while True:
+                    try:
+                        await self._attempt(client, writer, layer, lid, emit)
+                        break
+                    except _Transient as exc:
+                        if attempt >= MAX_ATTEMPTS:
+                            raise Unavailable(str(exc)) from None
+                    delay = int(RETRY_DELAY * attempt)
+                    for left in range(delay, 0, -1):
+                        emit(layer_message(f"Retrying in {left} second{'s' if left != 1 else ''}", lid))
+                        await asyncio.sleep(1)
+                    attempt += 1
+                emit(layer_message("Verifying Checksum", lid))
+                if writer.digest != layer.digest:
+                    raise InvalidArgument(f"filesystem layer verification failed for digest {layer.digest}")
+                self.new_blobs.append(layer.digest)
+                await asyncio.to_thread(writer.commit, layer.digest, layer.size)
+            except BaseException:
+                await asyncio.shield(asyncio.to_thread(writer.abort))
+                raise
+        emit(layer_message("Download complete", lid))
 
-    async def _receive(self, resp: aiohttp.ClientResponse, layer: Descriptor, lid: str, emit: Emit) -> None:
-        """Stream a blob answer into an ingest, verify size and digest, commit; the ingest goes on any failure."""
-        writer = await asyncio.to_thread(self.svc.content.writer)
+    async def _attempt(self, client: RegistryClient, writer: IngestWriter, layer: Descriptor, lid: str,
+                       emit: Emit) -> None:
+        """One GET of the blob (ranged when the ingest already holds bytes) streamed into ``writer``."""
+        offset = writer.size
         try:
-            received, last, buf = 0, 0.0, bytearray()
+            resp = await client.open_blob(layer.digest, offset)
+        except Unavailable as exc:
+            raise _Transient(str(exc)) from None
+        except RegistryError as exc:
+            if exc.status >= 500 or exc.status == 429:
+                raise _Transient(str(exc)) from None
+            raise
+        try:
+            if offset and resp.status != 206:  # no range support: start over
+                await asyncio.to_thread(writer.reset)
+            received, last, buf = writer.size, 0.0, bytearray()
             try:
                 async for chunk in resp.content.iter_chunked(64 << 10):
                     buf += chunk
@@ -254,22 +305,17 @@ class Pull:
                         last = now
                         emit(layer_message("Downloading", lid, received, layer.size))
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
-                raise Unavailable(f"failed to download layer {layer.digest}: unexpected EOF") from None
-            if buf:
-                await asyncio.to_thread(writer.write, bytes(buf))
+                raise _Transient(f"failed to download layer {layer.digest}: unexpected EOF "
+                                 f"({received} of {layer.size} bytes)") from None
+            finally:
+                if buf:
+                    await asyncio.to_thread(writer.write, bytes(buf))
             emit(layer_message("Downloading", lid, received, layer.size))
-            emit(layer_message("Verifying Checksum", lid))
             if received < layer.size:
-                raise Unavailable(f"failed to download layer {layer.digest}: unexpected EOF "
-                                  f"({received} of {layer.size} bytes)")
-            if writer.digest != layer.digest:
-                raise InvalidArgument(f"filesystem layer verification failed for digest {layer.digest}")
-            self.new_blobs.append(layer.digest)
-            await asyncio.to_thread(writer.commit, layer.digest, layer.size)
-        except BaseException:
-            await asyncio.shield(asyncio.to_thread(writer.abort))
-            raise
-        emit(layer_message("Download complete", lid))
+                raise _Transient(f"failed to download layer {layer.digest}: unexpected EOF "
+                                 f"({received} of {layer.size} bytes)")
+        finally:
+            resp.release()
 
     async def _extract_all(self, manifest: mf.Manifest, config: dict[str, Any], present: list[tuple[bool, bool]],
                            downloads: dict[int, asyncio.Task[None]], emit: Emit) -> None:
@@ -284,11 +330,36 @@ class Pull:
             emit(layer_message("Pull complete", lid))
 
 
+class _Transient(Exception):
+    """A download failure worth another attempt."""
+
+
+async def record_source(content: ContentStore, digests: list[str], domain: str, repository: str) -> None:
+    """Remember which repository of which registry holds these blobs (containerd's distribution.source label),
+    so a later push to another repository of that registry can mount them instead of uploading."""
+    def record() -> None:
+        key = SOURCE_LABEL + domain
+        for digest in dict.fromkeys(digests):
+            try:
+                labels = dict(content.info(digest).labels)
+            except NotFound:
+                continue
+            repos = [r for r in labels.get(key, "").split(",") if r]
+            if repository in repos:
+                continue
+            labels[key] = ",".join([*repos, repository])
+            with contextlib.suppress(NotFound):
+                content.update_labels(digest, labels)
+    await asyncio.to_thread(record)
+
+
 async def pull_all_tags(service: ImageService, ref: Reference, platform: dict[str, str] | None,
                         auth: AuthConfig) -> AsyncGenerator[dict[str, Any], None]:
     """Docker's pull without a tag: every tag of the repository, one after the other, then one status line."""
     async with new_session() as session:
-        tags = await RegistryClient(session, ref.domain, ref.path, auth, service.registry_tokens).list_tags()
+        client = await RegistryClient.connect(session, service.registry, ref.domain, ref.path, auth,
+                                              service.registry_tokens)
+        tags = await client.list_tags()
     if not tags:
         raise NotFound(f"no tags found for {ref.familiar_name}")
 

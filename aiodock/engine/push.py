@@ -1,7 +1,10 @@
 """``docker push``, ``docker login`` and ``GET /distribution/{name}/json`` against a registry (API v2).
 
-Push: HEAD each blob ("Layer already exists"), else a monolithic upload (POST, then PUT with the digest) with
-"Pushing" progress, at most ``MAX_UPLOADS`` at once; then the manifest exactly as stored, under its own media type.
+Push: HEAD each blob ("Layer already exists"); else, when the blob is known to be in another repository of the same
+registry (the distribution.source label pulls and pushes leave), a cross-repository mount ("Mounted from <repo>");
+else an upload (POST, then one PUT with the digest, or PATCH chunks with Content-Range then the PUT for blobs over
+``UPLOAD_CHUNK``) with "Pushing" progress, at most ``MAX_UPLOADS`` at once; then the manifest exactly as stored,
+under its own media type.
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ from typing import TYPE_CHECKING, Any
 from aiodock.core.images import manifest as mf
 from aiodock.core.images.reference import Reference
 from aiodock.core.images.registry import (
+    SOURCE_LABEL,
     AuthConfig,
     RegistryClient,
     RegistryError,
+    RegistryOptions,
     TokenCache,
     Unauthorized,
-    base_url,
     new_session,
     normalize_server_address,
 )
 from aiodock.core.images.store import Descriptor
-from aiodock.engine.pull import Emit, _first_error, layer_message, run_streamed, short_digest
+from aiodock.engine.pull import Emit, _first_error, layer_message, record_source, run_streamed, short_digest
+from aiodock.errors import NotFound
 
 if TYPE_CHECKING:
     from aiodock.engine.images import ImageService
@@ -50,12 +55,14 @@ class Push:
     async def _run(self, emit: Emit) -> None:
         emit({"status": f"The push refers to repository [{self.repo.name}]"})
         async with new_session() as session:
-            client = RegistryClient(session, self.repo.domain, self.repo.path, self.auth, self.svc.registry_tokens,
-                                    actions="pull,push")
+            client = await RegistryClient.connect(session, self.svc.registry, self.repo.domain, self.repo.path,
+                                                  self.auth, self.svc.registry_tokens, actions="pull,push")
             for tag, target in self.targets:
                 manifest_bytes = await asyncio.to_thread(self.svc.content.read, target.digest)
                 manifest = mf.parse_manifest(manifest_bytes, target.media_type)
                 await self._blobs(client, manifest, emit)
+                await record_source(self.svc.content, [layer.digest for layer in manifest.layers],
+                                    self.repo.domain, self.repo.path)
                 media_type = mf.media_type_of(manifest_bytes)
                 digest = await client.put_manifest(tag, manifest_bytes, media_type)
                 await self.svc.push_record(self.repo, digest, target)
@@ -86,8 +93,27 @@ class Push:
             if await client.blob_exists(layer.digest):
                 emit(layer_message("Layer already exists", lid))
                 return
-            await client.upload_blob(layer.digest, layer.size, self._chunks(layer, emit))
+            location = None
+            for source in await self._sources(layer.digest):
+                try:
+                    location = await client.start_upload(layer.digest, mount_from=source)
+                except RegistryError:
+                    break  # e.g. no pull access to the source: upload it as Docker then does
+                if location is None:
+                    emit(layer_message(f"Mounted from {source}", lid))
+                    return
+                break  # 202: the registry opened an upload session instead; use it
+            await client.upload_blob(layer.digest, layer.size, self._chunks(layer, emit), location)
         emit(layer_message("Pushed", lid))
+
+    async def _sources(self, digest: str) -> list[str]:
+        """Other repositories of this registry known to hold the blob."""
+        try:
+            info = await asyncio.to_thread(self.svc.content.info, digest)
+        except NotFound:
+            return []
+        repos = info.labels.get(SOURCE_LABEL + self.repo.domain, "").split(",")
+        return [r for r in repos if r and r != self.repo.path]
 
     async def _chunks(self, blob: Descriptor, emit: Emit | None) -> AsyncGenerator[bytes, None]:
         handle = await asyncio.to_thread(self.svc.content.open, blob.digest)
@@ -104,23 +130,25 @@ class Push:
             await asyncio.to_thread(handle.close)
 
 
-async def login(tokens: TokenCache, body: dict[str, Any]) -> dict[str, str]:
+async def login(tokens: TokenCache, body: dict[str, Any], options: RegistryOptions | None = None
+                ) -> dict[str, str]:
     """POST /auth: check the credentials against the registry's /v2/ (Basic or token flow)."""
     auth = AuthConfig.from_json(body)
     domain = normalize_server_address(auth.server_address)
-    url = base_url(domain) + "/v2/"
     async with new_session() as session:
         # A scope-less client: the token flow then asks the realm for a token for the account alone.
-        client = RegistryClient(session, domain, "", auth, tokens)
+        client = await RegistryClient.connect(session, options or RegistryOptions.create(), domain, "", auth, tokens)
         client.scope = ""
         try:
             status = await client.ping()
         except RegistryError as exc:
             if "NO_CREDENTIALS" in exc.codes:
-                raise Unauthorized(f"login attempt to {url} failed with status: 401 Unauthorized") from None
+                raise Unauthorized(f"login attempt to {client.base}/v2/ failed with status: 401 Unauthorized"
+                                   ) from None
             if exc.status == 401:
                 raise Unauthorized(str(exc)) from None
             raise
+    url = client.base + "/v2/"
     if status == 401:
         raise Unauthorized(f"login attempt to {url} failed with status: 401 Unauthorized")
     if status != 200:
@@ -128,10 +156,12 @@ async def login(tokens: TokenCache, body: dict[str, Any]) -> dict[str, str]:
     return {"Status": "Login Succeeded", "IdentityToken": ""}
 
 
-async def distribution(tokens: TokenCache, ref: Reference, auth: AuthConfig) -> dict[str, Any]:
+async def distribution(tokens: TokenCache, ref: Reference, auth: AuthConfig, options: RegistryOptions | None = None
+                       ) -> dict[str, Any]:
     """GET /distribution/{name}/json: the descriptor the registry holds for ref, and the platforms it serves."""
     async with new_session() as session:
-        client = RegistryClient(session, ref.domain, ref.path, auth, tokens)
+        client = await RegistryClient.connect(session, options or RegistryOptions.create(), ref.domain, ref.path,
+                                              auth, tokens)
         data, media_type, digest = await client.get_manifest(ref.digest or ref.tag or "latest", ref.familiar())
         platforms: list[dict[str, Any]] = []
         if media_type in mf.INDEX_TYPES:

@@ -46,11 +46,16 @@ def htpasswd_line(user: str, password: str) -> str:
 
 
 class Registry:
-    def __init__(self, root: Path, auth: bool) -> None:
+    """``tls`` = (certificate, key) serves HTTPS; ``clientcas`` then also demands a client certificate."""
+
+    def __init__(self, root: Path, auth: bool, ip: str = "127.0.0.1", tls: tuple[Path, Path] | None = None,
+                 clientcas: Path | None = None) -> None:
         self.root = root
         self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        self.host = f"{ip}:{self.port}"
         self.auth = auth
+        self.tls = tls
+        self.clientcas = clientcas
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -69,6 +74,10 @@ class Registry:
             f"  addr: {self.host}",
             f"  secret: {secrets.token_hex(16)}",
         ]
+        if self.tls:
+            config += ["  tls:", f"    certificate: {self.tls[0]}", f"    key: {self.tls[1]}"]
+            if self.clientcas:
+                config += ["    clientcas:", f"      - {self.clientcas}"]
         if self.auth:
             (self.root / "htpasswd").write_text(htpasswd_line(USER, PASSWORD) + "\n")
             config += ["auth:", "  htpasswd:", "    realm: aiodock-test", f"    path: {self.root / 'htpasswd'}"]
@@ -81,6 +90,13 @@ class Registry:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("docker-registry exited:\n" + (self.root / "registry.log").read_text())
+            if self.tls:
+                try:
+                    socket.create_connection((self.host.rsplit(":", 1)[0], self.port), timeout=1).close()
+                    return
+                except OSError:
+                    time.sleep(0.05)
+                    continue
             try:
                 urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
                 return
@@ -101,11 +117,12 @@ class Registry:
         self.proc = None
 
 
-def _registry(auth: bool) -> Iterator[Registry]:
+def _registry(auth: bool, ip: str = "127.0.0.1", tls: tuple[Path, Path] | None = None,
+              clientcas: Path | None = None) -> Iterator[Registry]:
     if not Path(REGISTRY_BIN).exists():
         pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
     root = Path(tempfile.mkdtemp(prefix="aiodock-registry-"))
-    reg = Registry(root, auth)
+    reg = Registry(root, auth, ip, tls, clientcas)
     try:
         reg.start()
         yield reg
@@ -125,7 +142,9 @@ def auth_registry() -> Iterator[Registry]:
 
 
 class Proxy:
-    """aiohttp reverse proxy on 127.0.0.1 in its own thread. mode: "pass", "corrupt", "truncate", "stall", "token"."""
+    """aiohttp reverse proxy on 127.0.0.1 in its own thread. mode: "pass", "corrupt", "truncate" (drops the first
+    answer of each large blob mid-way), "truncate-always" (every answer, ranged ones too), "stall", "token".
+    ``requests`` logs (method, path with query, Range or Content-Range header) of everything forwarded."""
 
     def __init__(self, upstream: str, mode: str = "pass") -> None:
         self.upstream = upstream
@@ -135,6 +154,7 @@ class Proxy:
         self.token = secrets.token_hex(16)
         self.tampered: list[str] = []
         self.token_requests: list[str] = []
+        self.requests: list[tuple[str, str, str]] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -187,6 +207,8 @@ class Proxy:
                 {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}, status=401,
                 headers={"WWW-Authenticate":
                          f'Bearer realm="http://{self.host}/token",service="aiodock-test"{scope}'})
+        self.requests.append((request.method, request.path_qs,
+                              request.headers.get("Range") or request.headers.get("Content-Range") or ""))
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() not in ("host", "authorization", "content-length", "transfer-encoding")}
         body = await request.read()
@@ -198,12 +220,13 @@ class Proxy:
                            if k.lower() not in ("content-length", "transfer-encoding", "connection")}
             if "Location" in up.headers:
                 out_headers["Location"] = up.headers["Location"].replace(self.upstream, self.host)
-            is_blob = request.method == "GET" and "/blobs/sha256:" in request.path and up.status == 200
+            is_blob = request.method == "GET" and "/blobs/sha256:" in request.path and (
+                up.status == 200 or (up.status == 206 and self.mode == "truncate-always"))
             if is_blob and len(data) > BIG_BLOB and self.mode == "corrupt":
                 self.tampered.append(request.path)
                 middle = len(data) // 2
                 data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
-            if is_blob and len(data) > BIG_BLOB and self.mode == "truncate":
+            if is_blob and len(data) > BIG_BLOB and self.mode in ("truncate", "truncate-always"):
                 self.tampered.append(request.path)
                 resp = web.StreamResponse(status=200, headers=out_headers)
                 resp.content_length = len(data)

@@ -135,7 +135,7 @@ def test_pull_unknown_tag_and_repository(daemon: Daemon, registry: Registry, pus
 
 
 @pytest.mark.parametrize("mode,message", [("corrupt", "filesystem layer verification failed for digest"),
-                                          ("truncate", "unexpected EOF")])
+                                          ("truncate-always", "unexpected EOF")])
 def test_broken_blob_fails_cleanly_then_a_real_pull_succeeds(daemon: Daemon, registry: Registry,
                                                              pushed: tuple[str, str, str], mode: str,
                                                              message: str) -> None:
@@ -149,12 +149,42 @@ def test_broken_blob_fails_cleanly_then_a_real_pull_succeeds(daemon: Daemon, reg
         assert proc.returncode == 1, proc.stdout
         assert message in proc.stderr, (proc.stdout, proc.stderr)
         assert "Pull complete" not in proc.stdout
+        if mode == "truncate-always":  # transient: retried (resuming) up to 5 attempts, as Docker, then given up
+            assert "Retrying in 4 seconds" in proc.stdout, proc.stdout
+            assert len([r for _, p, r in proxy.requests if p == proxy.tampered[0]]) == 5, proxy.requests
+        else:  # a digest mismatch is not retried
+            assert "Retrying" not in proc.stdout, proc.stdout
         assert local_images(daemon) == before_images
         assert snapshots(daemon) == before_snaps
         assert not os.listdir(daemon.data_root / "content" / "ingest")
         out = daemon.docker("pull", f"{repo}:latest", check=True).stdout
         assert "Pull complete" in out and f"Digest: {digest}" in out, out
         assert image_id(daemon, f"{repo}:latest") == iid
+    finally:
+        if daemon.docker("image", "inspect", "busybox:latest").returncode != 0:
+            daemon.docker("pull", f"{repo}:latest", check=True)
+            daemon.docker("tag", f"{repo}:latest", "busybox:latest", check=True)
+
+
+def test_dropped_download_resumes_with_a_range_request(daemon: Daemon, registry: Registry,
+                                                       pushed: tuple[str, str, str]) -> None:
+    """The connection drops a third into the layer: the pull retries, asks for the rest with Range, succeeds."""
+    repo, digest, iid = pushed
+    drop(daemon, "busybox:latest")
+    try:
+        with Proxy(registry.host, "truncate") as proxy:
+            out = daemon.docker("pull", f"{proxy.host}/busybox:latest", check=True).stdout
+            ref = f"{proxy.host}/busybox:latest"
+            assert proxy.tampered, "the proxy never dropped the layer"
+            assert "Retrying in 1 second" in out and "Pull complete" in out and f"Digest: {digest}" in out, out
+            ranged = [(m, p, r) for m, p, r in proxy.requests if p == proxy.tampered[0] and r]
+            assert ranged and ranged[0][0] == "GET" and re.fullmatch(r"bytes=[1-9][0-9]*-", ranged[0][2]), \
+                proxy.requests
+            assert image_id(daemon, ref) == iid
+            run = daemon.docker("run", "--rm", ref, "echo", "resumed", check=True)
+            assert run.stdout == "resumed\n"
+        assert not os.listdir(daemon.data_root / "content" / "ingest")
+        daemon.docker("rmi", ref, check=True)
     finally:
         if daemon.docker("image", "inspect", "busybox:latest").returncode != 0:
             daemon.docker("pull", f"{repo}:latest", check=True)

@@ -1,4 +1,5 @@
-"""/images/...: pull, push, import, load, save, list, inspect, history, tag, remove, prune; /auth; /distribution."""
+"""/images/...: pull, push, search, import, load, save, list, inspect, history, tag, remove, prune; /auth;
+/distribution."""
 
 from __future__ import annotations
 
@@ -78,6 +79,13 @@ async def auth(request: web.Request) -> web.Response:
 async def distribution(request: web.Request) -> web.Response:
     return streams.json_response(await request.app[IMAGES].distribution(
         request.match_info["name"], request.headers.get("X-Registry-Auth")))
+
+
+@routes.get("/images/search")
+async def search(request: web.Request) -> web.Response:
+    return streams.json_response(await request.app[IMAGES].search(
+        request.query.get("term", ""), params.integer(request, "limit"), params.filters(request),
+        request.headers.get("X-Registry-Auth")))
 
 
 @routes.post("/images/load")
