@@ -31,7 +31,7 @@ from aiodock.core.runtime.tasks import TaskManager, TaskSpec, TaskStdin
 from aiodock.engine.archive import bind_in_root, copy_up
 from aiodock.engine.backend import AttachOptions, LogOptions, OutputChunk, StdinSink, WaitResult
 from aiodock.engine.events import DockerEvents
-from aiodock.engine.filters import labels_match
+from aiodock.engine.filters import labels_match, network_match, port_filter, ports_match
 from aiodock.engine.images import Image, ImageService
 from aiodock.engine.names import NameRegistry
 from aiodock.engine.networking import NetworkService
@@ -52,6 +52,7 @@ from aiodock.errors import (
 from aiodock.log import get_logger
 from aiodock.logs import jsonfile
 from aiodock.network.files import write_container_files
+from aiodock.util import atomicfile
 from aiodock.util.humanize import human_duration
 from aiodock.util.ids import new_id
 
@@ -182,6 +183,7 @@ class ContainerService:
         self._exec_ids: Callable[[str], builtins.list[str]] = lambda container_id: []
         self._health: HealthMonitorLike | None = None
         self._volumes: VolumeService | None = None  # set_volumes
+        self._freezer_follower: asyncio.Task[None] | None = None  # _follow_freezer, from load() on
         images.set_usage_check(self._image_users)
 
     def _volume_mountpoint(self, name: str) -> str:
@@ -272,6 +274,34 @@ class ContainerService:
         for cid, delay in self._deferred_restarts:
             self._restarts[cid] = asyncio.create_task(self._restart_later(cid, delay))
         self._deferred_restarts.clear()
+        if self._freezer_follower is None:
+            self._freezer_follower = asyncio.create_task(self._follow_freezer())
+
+    async def _follow_freezer(self) -> None:
+        """A pause or resume made beside the Engine API (`ctr tasks pause/resume` over the gRPC socket) shows in
+        State.Paused and as Docker's pause/unpause events. The task's own status decides, so an event that arrives
+        after the engine already acted (its own pause, or a quick unpause) changes nothing."""
+        async for envelope in self._events.subscribe(ev.TASK_PAUSED, ev.TASK_RESUMED, namespace=self._ns):
+            cid = getattr(envelope.event, "container_id", "")
+            if cid not in self._containers:
+                continue
+            async with self._lock(cid):
+                container = self._containers.get(cid)
+                try:
+                    task_status = self._tasks.get(self._ns, cid).status
+                except NotFound:
+                    continue
+                if container is None:
+                    continue
+                if task_status == "paused" and container.state.status == "running":
+                    await self._save(container.with_state(status="paused"))
+                    action = "pause"
+                elif task_status == "running" and container.state.status == "paused":
+                    await self._save(container.with_state(status="running"))
+                    action = "unpause"
+                else:
+                    continue
+            self._emit(action, container)
 
     async def _load(self) -> None:
         for container in await asyncio.to_thread(self._files.load_all):
@@ -299,7 +329,7 @@ class ContainerService:
                 continue
             if info.status == "stopped":
                 await self._record_exit(container.id, info.exit_status if info.exit_status is not None else 255,
-                                        info.exited_at or datetime.now(UTC))
+                                        info.exited_at or datetime.now(UTC), oom_killed=info.oom_killed)
             else:
                 if info.pid != container.state.pid:
                     await self._save(container.with_state(pid=info.pid))
@@ -312,6 +342,9 @@ class ContainerService:
 
     async def close(self) -> None:
         pending = [*self._monitors.values(), *self._restarts.values()]
+        if self._freezer_follower is not None:
+            pending.append(self._freezer_follower)
+            self._freezer_follower = None
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -331,9 +364,9 @@ class ContainerService:
             raise InvalidArgument("HostConfig must be a JSON object")
         warnings: list[str] = []
         mode = network_mode(host_config)
-        if mode not in ("bridge", "host", "none") and not (self._networks and self._networks.exists(mode)):
-            if mode.startswith("container:"):
-                raise NotImplementedYet("--network container:<id> is not supported yet")
+        if mode.startswith("container:"):
+            host_config = self._container_network_mode(body, host_config)
+        elif mode not in ("bridge", "host", "none") and not (self._networks and self._networks.exists(mode)):
             raise NotFound(f"network {mode} not found")
         for key in ("PidsLimit", "CpuShares", "NanoCpus", "Memory", "MemorySwap", "ShmSize"):
             value = host_config.get(key)
@@ -379,6 +412,8 @@ class ContainerService:
             await self._images.prepare_rootfs(image, container_id)
             await self._create_volumes(container, made_volumes)
             await self._save(container)
+            if self._networks is not None and not mode.startswith("container:"):  # --network-alias, --ip
+                await self._networks.configure(container_id, mode, body.get("NetworkingConfig"))
             now = datetime.now(UTC)
             await asyncio.to_thread(self._records.create, self._ns, ContainerRecord(
                 id=container_id, image=image.repo_tags[0] if image.repo_tags else image.id,
@@ -393,10 +428,56 @@ class ContainerService:
                     await self._volumes.remove_if_unused(vname)
             await self._images.remove_rootfs(container_id)
             await asyncio.to_thread(self._files.remove, container_id)
+            if self._networks is not None:
+                await self._networks.detach(container_id, forget=True)
             raise
         self._events.publish(self._ns, ev.CONTAINER_CREATE, ev.ContainerCreate(container_id, image_ref, RUNTIME_NAME))
         self._emit("create", container_id)  # docker event
         return container_id, warnings
+
+    def _container_network_mode(self, body: dict[str, Any], host_config: dict[str, Any]) -> dict[str, Any]:
+        """`--network container:<name|id>`: Docker's conflicting options (400), and the target resolved to its full
+        id when it exists (else it must by start)."""
+        target = str(host_config["NetworkMode"]).partition(":")[2]
+        if not target:
+            raise InvalidArgument("Invalid network mode: invalid container format container:<name|id>")
+        conflicts = (
+            (body.get("Hostname"), "conflicting options: hostname and the network mode"),
+            (host_config.get("Links"), "conflicting options: container type network can't be used with links. "
+                                       "This would result in undefined behavior"),
+            (host_config.get("Dns"), "conflicting options: dns and the network mode"),
+            (host_config.get("ExtraHosts"), "conflicting options: custom host-to-IP mapping and the network mode"),
+            (body.get("MacAddress") or any(isinstance(ep, dict) and ep.get("MacAddress") for ep in (
+                (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).values()),
+             "conflicting options: mac-address and the network mode"),  # API >= 1.44: per endpoint
+            (host_config.get("PortBindings") or host_config.get("PublishAllPorts"),
+             "conflicting options: port publishing and the container type network mode"),
+            (body.get("ExposedPorts"), "conflicting options: port exposing and the container type network mode"),
+        )
+        for value, message in conflicts:
+            if value:
+                raise InvalidArgument(message)
+        try:
+            return {**host_config, "NetworkMode": f"container:{self._get(target).id}"}
+        except (NotFound, InvalidArgument):
+            return host_config
+
+    def _network_container(self, container: Container) -> tuple[Container, str]:
+        """At start, for container:<id> mode: the running container whose network namespace to join, and the
+        path of that namespace."""
+        target = network_mode(container.host_config).partition(":")[2]
+        try:
+            other = self._get(target)
+        except NotFound as exc:
+            raise _JoinNotFound(exc.message) from None
+        if other.id == container.id:
+            raise _JoinFailed("cannot join own network")
+        if other.state.status == "restarting" or (other.state.running and not other.state.pid):
+            raise _JoinFailed(f"Container {target} is restarting, wait until the container is running")
+        if not other.state.running:
+            raise _JoinFailed(f"cannot join network of a non running container: {target}")
+        att = self._networks.attachment(other.id) if self._networks is not None else None
+        return other, att.netns_path if att is not None else f"/proc/{other.state.pid}/ns/net"
 
     # ---- volumes and the root filesystem (archive, commit) ----------------------------------------------------
 
@@ -551,7 +632,7 @@ class ContainerService:
                 if container.id in self._removing:
                     raise Conflict("container is marked for removal and cannot be started")
                 await self._start_locked(container)
-        except RuntimeFailure:
+        except (RuntimeFailure, _JoinFailed, _JoinNotFound):
             if container.host_config.get("AutoRemove"):  # as Docker: a --rm container that cannot start is removed
                 try:
                     await self.remove(container.id, force=True)
@@ -567,26 +648,35 @@ class ContainerService:
         began = time.perf_counter()
         rootfs = await self._images.rootfs_mounts(cid)
         attachment = None
+        shared: tuple[Container, str] | None = None  # container:<id> mode: whose network namespace (path) to join
+        if mode.startswith("container:"):
+            shared = self._network_container(container)
+            container = replace(container, config={**container.config, "Hostname": shared[0].config.get("Hostname"),
+                                                   "Domainname": shared[0].config.get("Domainname", "")})
         if self._networks is not None:
             attachment = await self._networks.attach(
                 cid, mode, port_bindings=hc.get("PortBindings"), publish_all=bool(hc.get("PublishAllPorts")),
-                exposed_ports=container.config.get("ExposedPorts"))
+                exposed_ports=container.config.get("ExposedPorts"), dns_servers=hc.get("Dns"))
         try:
             await asyncio.to_thread(
                 write_container_files, cdir, container.config.get("Hostname") or cid[:12], mode == "host",
                 hc.get("ExtraHosts"), hc.get("Dns"), hc.get("DnsSearch"), hc.get("DnsOptions"),
                 attachment.ip if attachment else None,
+                embedded_dns=self._networks is not None and self._networks.embedded_dns(cid),
             )
+            if shared is not None:  # as Docker: the other container's hostname, hosts and resolv.conf
+                await asyncio.to_thread(_copy_network_files, self._files.dir(shared[0].id), cdir)
             spec = await asyncio.to_thread(
                 build_spec, container_id=cid, config=container.config, host_config=hc,
                 args=[container.path, *container.args], rootfs=rootfs, container_dir=cdir,
                 cgroup_parent=hc.get("CgroupParent") or self._config.cgroup_parent,
-                netns_path=attachment.netns_path if attachment else None,
+                netns_path=attachment.netns_path if attachment else shared[1] if shared else None,
                 volume_mount=self._volumes.oci_mount if self._volumes is not None else None,
             )
         except BaseException:
             await self._detach_network(cid)
             raise
+        await self._record_spec(cid, spec)
         log_opts = dict(self._config.log_opts)
         log_opts.update((hc.get("LogConfig") or {}).get("Config") or {})
         max_size, max_files = jsonfile.parse_log_opts(log_opts)
@@ -630,6 +720,16 @@ class ContainerService:
         except AiodockError:
             pass
         await self._detach_network(cid)
+
+    async def _record_spec(self, cid: str, spec: dict[str, Any]) -> None:
+        """The containerd container record carries the OCI spec the task runs with, as dockerd's does from the
+        start on (ctr reads it: `containers info`, `tasks exec`)."""
+        def store() -> None:
+            with contextlib.suppress(AiodockError):
+                record = self._records.get(self._ns, cid)
+                self._records.update(self._ns, replace(record, spec=spec), ["spec"])
+
+        await asyncio.to_thread(store)
 
     async def _detach_network(self, cid: str, forget: bool = False) -> None:
         if self._networks is not None:
@@ -1159,6 +1259,8 @@ class ContainerService:
         before = self._creation_bound(filters.get("before"))
         since = self._creation_bound(filters.get("since"))
         ancestors = await self._ancestor_ids(filters.get("ancestor", []))
+        publish = port_filter("publish", filters.get("publish", []))
+        expose = port_filter("expose", filters.get("expose", []))
         if limit and limit > 0 or filters.get("status") or filters.get("exited"):
             all = True
         result = []
@@ -1181,6 +1283,10 @@ class ContainerService:
             if before is not None and container.created >= before:
                 continue
             if since is not None and container.created <= since:
+                continue
+            if filters.get("network") and not network_match(self._network_entries(container), filters["network"]):
+                continue
+            if (publish or expose) and not ports_match(self._port_entries(container), publish, expose):
                 continue
             result.append(await self._summary(container, size))
             if limit and 0 < limit <= len(result):
@@ -1216,7 +1322,7 @@ class ContainerService:
             "ImageID": container.image_id,
             "Command": command,
             "Created": int(parse_rfc3339(container.created).timestamp()),
-            "Ports": self._networks.port_list(container.id) if self._networks else [],
+            "Ports": self._port_entries(container),
             "Labels": container.config.get("Labels") or {},
             "State": container.state.status,
             "Status": _status_text(container),
@@ -1276,9 +1382,33 @@ class ContainerService:
         }
         if self._networks is not None and network_mode(container.host_config) not in ("host", "none"):
             result["NetworkSettings"].update(self._networks.settings(container.id))
+            for number, proto in self._exposed_ports(container):  # exposed, not published: null bindings
+                result["NetworkSettings"]["Ports"].setdefault(f"{number}/{proto}", None)
         if size:
             result["SizeRw"] = await self._images.rootfs_size(container.id)
             result["SizeRootFs"] = result["SizeRw"]
+        return result
+
+    def _port_entries(self, container: Container) -> builtins.list[dict[str, Any]]:
+        """/containers/json "Ports" (what the list filters look at too): the published ports, and a running
+        container's exposed ports that are not published, without a public side (the CLI shows "80/tcp")."""
+        ports = self._networks.port_list(container.id) if self._networks else []
+        published = {(p["PrivatePort"], p["Type"]) for p in ports}
+        ports.extend({"PrivatePort": number, "Type": proto} for number, proto in self._exposed_ports(container)
+                     if (number, proto) not in published)
+        return ports
+
+    def _exposed_ports(self, container: Container) -> builtins.list[tuple[int, str]]:
+        """A running container's ExposedPorts as (port, proto), as Docker lists them in NetworkSettings.Ports; none
+        for host, none and container:<id> modes."""
+        mode = network_mode(container.host_config)
+        if not container.state.running or mode in ("host", "none") or mode.startswith("container:"):
+            return []
+        result = []
+        for spec in container.config.get("ExposedPorts") or {}:
+            number, _, proto = str(spec).partition("/")
+            if number.isdigit():
+                result.append((int(number), proto or "tcp"))
         return result
 
     def _network_entries(self, container: Container) -> dict[str, Any]:
@@ -1521,6 +1651,22 @@ def _status_text(container: Container) -> str:
     if st.status == "exited":
         return f"Exited ({st.exit_code}) " + human_duration(now - parse_rfc3339(st.finished_at).timestamp()) + " ago"
     return "Created"
+
+
+class _JoinFailed(Conflict):
+    """`--network container:<id>` cannot join at start (409); a --rm container is removed, as Docker does."""
+
+
+class _JoinNotFound(NotFound):
+    """`--network container:<id>` names no container at start (404)."""
+
+
+def _copy_network_files(source: Path, dest: Path) -> None:
+    for name in ("hostname", "hosts", "resolv.conf"):
+        try:
+            atomicfile.write_text(dest / name, (source / name).read_text())
+        except FileNotFoundError:
+            continue
 
 
 def _networks(container: Container) -> dict[str, Any]:

@@ -17,6 +17,7 @@ on it removes them, and a daemon that starts removes stale ones. A user network'
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import subprocess
@@ -27,7 +28,7 @@ from typing import Any
 
 from aiodock.errors import AiodockError, Conflict, InvalidArgument, NotFound, NotImplementedYet
 from aiodock.log import get_logger
-from aiodock.network import bridge, nat, netns, veth
+from aiodock.network import bridge, dns, files, nat, netns, veth
 from aiodock.network.ipam import Pool
 from aiodock.proxy.manager import PortMapping, PortProxy, PortRequest
 from aiodock.util import atomicfile
@@ -59,18 +60,19 @@ class Network:
     options: dict[str, str] = field(default_factory=dict)
     internal: bool = False
     builtin: bool = False
+    user_subnet: bool = False  # IPAM.Config gave the subnet (--subnet): only then may endpoints ask for an --ip
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "driver": self.driver, "bridge": self.bridge,
                 "subnet": self.subnet, "gateway": self.gateway, "created": self.created, "labels": self.labels,
-                "options": self.options, "internal": self.internal}
+                "options": self.options, "internal": self.internal, "user_subnet": self.user_subnet}
 
     @staticmethod
     def from_json(raw: dict[str, Any]) -> Network:
         return Network(id=raw["id"], name=raw["name"], driver=raw["driver"], bridge=raw["bridge"],
                        subnet=raw["subnet"], gateway=raw["gateway"], created=raw.get("created", ""),
                        labels=dict(raw.get("labels") or {}), options=dict(raw.get("options") or {}),
-                       internal=bool(raw.get("internal")))
+                       internal=bool(raw.get("internal")), user_subnet=bool(raw.get("user_subnet")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +170,32 @@ def _now() -> str:
 
 
 ContainerLookup = Callable[[str], Awaitable[dict[str, Any]]]
+NameLookup = Callable[[str], tuple[str, str] | None]  # container id -> (name, hostname)
+
+# Docker's (runconfig) errors for endpoint settings
+ERR_IP_PREDEFINED = "user specified IP address is supported on user defined networks only"
+ERR_IP_NO_SUBNET = "user specified IP address is supported only when connecting to networks with user configured subnets"
+ERR_ALIAS_PREDEFINED = "network-scoped alias is supported only for containers in user defined networks"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """What a container asked of its endpoint on one network: --network-alias and --ip."""
+
+    aliases: tuple[str, ...] = ()
+    ipv4: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"aliases": list(self.aliases), "ipv4": self.ipv4}
+
+    @staticmethod
+    def from_json(raw: dict[str, Any]) -> EndpointConfig:
+        return EndpointConfig(aliases=tuple(str(a) for a in raw.get("aliases") or []), ipv4=str(raw.get("ipv4") or ""))
 
 
 class NetworkService:
     def __init__(self, *, data_root: Path, exec_root: Path, bridge_name: str, bip: str,
-                 proxy: PortProxy | None = None) -> None:
+                 proxy: PortProxy | None = None, userland_proxy: bool = True) -> None:
         iface = ipaddress.IPv4Interface(bip)
         if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
             raise InvalidArgument(f"invalid --bip: {bip}")
@@ -185,7 +208,9 @@ class NetworkService:
         self._connections_dir = self._root / "connections"
         self._networks_dir = self._root / "networks"
         self._netns_dir = exec_root / "netns"
-        self.proxy = proxy or PortProxy()
+        self.proxy = proxy or PortProxy(dnat=None if userland_proxy else functools.partial(nat.program_dnat,
+                                                                                           bridge_name))
+        self._isolation = nat.isolation_chain(bridge_name)  # this daemon's networks cannot reach each other
 
         def builtin_id(name: str) -> str:
             return hashlib.sha256(f"aiodock-{name}:{bridge_name}:{self.subnet}".encode()).hexdigest()
@@ -208,6 +233,12 @@ class NetworkService:
         self._ready: set[str] = set()
         self._restored = False  # until restore() ran, attachments of running containers are not known yet
         self._lookup_container: ContainerLookup | None = None
+        self._epconfig: dict[str, dict[str, EndpointConfig]] = {}  # container -> network id -> --alias/--ip
+        self._dns: dict[str, dns.DnsServer] = {}  # container -> its embedded DNS server
+        self._upstreams: dict[str, list[str]] = {}  # container -> external DNS servers
+        self._names: NameLookup | None = None
+        self._epconfig_dir = self._root / "endpoint-config"
+        self._dns_dir = self._root / "dns"
 
     def set_container_lookup(self, lookup: ContainerLookup) -> None:
         """How connect/disconnect and network inspect find containers (ContainerService.inspect)."""
@@ -246,7 +277,7 @@ class NetworkService:
 
     def _setup_blocking(self, net: Network) -> None:
         bridge.ensure(net.bridge, f"{net.gateway}/{ipaddress.IPv4Network(net.subnet).prefixlen}")
-        nat.setup(net.bridge, net.subnet)
+        nat.setup(net.bridge, net.subnet, internal=net.internal, isolation=self._isolation)
 
     def _teardown_blocking(self, net: Network) -> None:
         nat.cleanup_all(net.bridge)
@@ -309,7 +340,8 @@ class NetworkService:
                           bridge=options.get("com.docker.network.bridge.name") or f"br-{nid[:12]}",
                           subnet=str(subnet), gateway=gateway, created=_now(),
                           labels={str(k): str(v) for k, v in (body.get("Labels") or {}).items()},
-                          options=options, internal=bool(body.get("Internal")))
+                          options=options, internal=bool(body.get("Internal")),
+                          user_subnet=bool(configs and configs[0].get("Subnet")))
             try:
                 await asyncio.to_thread(self._setup_blocking, net)
                 self._pools[nid] = await asyncio.to_thread(
@@ -387,16 +419,22 @@ class NetworkService:
             extra = self._connections.get(cid, [])
             if net.id == primary or net.id in extra:
                 raise Forbidden(f"endpoint with name {name} already exists in network {net.name}")
-            if running:
-                eps = self._attachments.get(cid, {})
-                first = next(iter(eps.values()), None)
-                if first is None:
-                    raise Conflict(f"container {cid} has no network namespace to connect")
-                used = {a.index for a in eps.values()}
-                index = next(i for i in range(1, 64) if i not in used)
-                att = await self._endpoint(cid, net, Path(first.netns_path), index)
-                self._attachments[cid][net.id] = att
-                await self._save_endpoints(cid)
+            await self._set_config(cid, net, endpoint_config)  # --alias, --ip: checked, the address reserved
+            try:
+                if running:
+                    eps = self._attachments.get(cid, {})
+                    first = next(iter(eps.values()), None)
+                    if first is None:
+                        raise Conflict(f"container {cid} has no network namespace to connect")
+                    used = {a.index for a in eps.values()}
+                    index = next(i for i in range(1, 64) if i not in used)
+                    att = await self._endpoint(cid, net, Path(first.netns_path), index)
+                    self._attachments[cid][net.id] = att
+                    await self._save_endpoints(cid)
+                    await self._start_dns(cid, None)
+            except BaseException:
+                await self._drop_config(cid, net.id)
+                raise
             await self._save_connections(cid, [*extra, net.id])
 
     async def disconnect(self, network_ref: str, container_ref: str, force: bool = False) -> None:
@@ -413,6 +451,7 @@ class NetworkService:
             if att is not None:
                 await self._release_endpoint(att)
                 await self._save_endpoints(cid)
+            await self._drop_config(cid, net.id)
             await self._save_connections(cid, [n for n in extra if n != net.id])
 
     # ---- attach / detach ------------------------------------------------------------------------------------------
@@ -421,13 +460,17 @@ class NetworkService:
                         requests: list[PortRequest] | None = None) -> NetworkAttachment:
         await self._ensure_ready(net)
         pool = self._pools[net.id]
-        ip = await asyncio.to_thread(pool.allocate, cid)
+        ip = await asyncio.to_thread(self._allocate, pool, cid, net.id)
         prefix = ipaddress.IPv4Network(net.subnet).prefixlen
         try:
             await asyncio.to_thread(
                 veth.create, container_id=cid, netns_path=path, bridge=net.bridge, ip=ip, prefix_len=prefix,
-                gateway=net.gateway if index == 0 else None, index=index)
-            ports = await self.proxy.publish(cid, ip, requests) if requests is not None else []
+                gateway=net.gateway if index == 0 and not net.internal else None, index=index)
+            if self.proxy.dnat:  # as dockerd without the userland proxy: hairpin NAT to the container's own ports
+                await asyncio.to_thread(bridge.set_hairpin, net.bridge, veth.host_name(cid, index))
+            # as Docker: no published port on an --internal network
+            ports = await self.proxy.publish(cid, ip, requests, bridge=net.bridge) \
+                if requests is not None and not net.internal else []
         except BaseException:
             await asyncio.to_thread(veth.delete, cid, index)
             await asyncio.to_thread(pool.release, cid)
@@ -457,7 +500,7 @@ class NetworkService:
 
     async def attach(self, container_id: str, mode: str, *, port_bindings: dict[str, Any] | None = None,
                      publish_all: bool = False, exposed_ports: dict[str, Any] | None = None,
-                     ) -> NetworkAttachment | None:
+                     dns_servers: list[str] | None = None) -> NetworkAttachment | None:
         """Connect a container about to start; ``None`` for modes that need no endpoint (host, none)."""
         if mode in ("host", "none") or mode.startswith("container:"):
             return None
@@ -477,6 +520,7 @@ class NetworkService:
                     att = await self._endpoint(container_id, net, path, index, requests if index == 0 else None)
                     self._attachments[container_id][net.id] = att
                 await self._save_endpoints(container_id)
+                await self._start_dns(container_id, dns_servers)
             except BaseException:
                 await self._detach_locked(container_id)
                 await self._teardown_default_if_unused()
@@ -484,6 +528,7 @@ class NetworkService:
             return self._attachments[container_id][primary.id]
 
     async def _detach_locked(self, container_id: str) -> None:
+        await self._stop_dns(container_id)
         eps = self._attachments.pop(container_id, None)
         if eps is None:
             eps = {a.network_id: a for a in await asyncio.to_thread(self._load_endpoint_file,
@@ -508,6 +553,8 @@ class NetworkService:
                 await self._detach_locked(container_id)
             if forget and container_id in self._connections:
                 await self._save_connections(container_id, [])
+            if forget:
+                await self._forget_config(container_id)
 
     async def restore(self, running_ids: set[str]) -> None:
         """At daemon start: keep (and re-publish the ports of) attachments of running containers, drop the rest,
@@ -536,6 +583,7 @@ class NetworkService:
             for net_id, pool in self._pools.items():
                 await asyncio.to_thread(pool.retain, set(self._users(net_id)))
             await asyncio.to_thread(self._remove_stray_netns, set(self._attachments))
+            await self._restore_dns()
             default = self._networks[self.network_id]
             if not self._users(self.network_id):
                 await asyncio.to_thread(self._teardown_blocking, default)
@@ -547,10 +595,17 @@ class NetworkService:
                         continue
                     requests = [PortRequest(p.proto, p.container_port, "" if p.host_ip == "0.0.0.0" else p.host_ip,
                                             p.host_port, p.host_port) for p in att.ports]
+                    bridge_name = self._networks[att.network_id].bridge
                     try:
-                        await self.proxy.publish(cid, att.ip, requests)
-                    except AiodockError as exc:
+                        await self.proxy.publish(cid, att.ip, requests, bridge=bridge_name)
+                    except (AiodockError, OSError) as exc:
                         log.error("could not rebind published ports", container=cid, error=str(exc))
+            if self.proxy.dnat:
+                await self.proxy.sync()  # exactly the DNAT rules of the ports just rebound, stale ones gone
+            else:  # stale DNAT rules of an earlier --userland-proxy=false run would shadow the proxy
+                await asyncio.to_thread(nat.program_dnat, self.bridge_name, [])
+            keep = {n.bridge for n in self._networks.values() if n.id in self._ready}
+            await asyncio.to_thread(nat.prune_isolation, self._isolation, keep)
 
     def _endpoint_files(self) -> list[Path]:
         return sorted(self._endpoints.glob("*.json")) if self._endpoints.exists() else []
@@ -597,7 +652,241 @@ class NetworkService:
         default bridge goes when no container uses it."""
         await self.proxy.close()
         async with self._lock:
+            for cid in list(self._dns):
+                await self._stop_dns(cid, keep_record=True)
             await self._teardown_default_if_unused()
+
+    # ---- endpoint settings (--network-alias, --ip) and the embedded DNS server ---------------------------------
+
+    def set_name_lookup(self, lookup: NameLookup) -> None:
+        """How the embedded DNS server learns a container's name and hostname (None: no such container)."""
+        self._names = lookup
+
+    @staticmethod
+    def _parse_config(net: Network, raw: Any) -> EndpointConfig:
+        """Docker's EndpointSettings (Aliases, IPAMConfig.IPv4Address), checked as Docker checks them."""
+        if raw is None:
+            return EndpointConfig()
+        if not isinstance(raw, dict):
+            raise InvalidArgument(f"no EndpointSettings for {net.name}")
+        aliases = raw.get("Aliases") or []
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise InvalidArgument("json: cannot unmarshal Aliases into Go struct field EndpointSettings.Aliases "
+                                  "of type []string")
+        ipam = raw.get("IPAMConfig") or {}
+        if not isinstance(ipam, dict):
+            raise InvalidArgument("json: cannot unmarshal IPAMConfig into Go struct field "
+                                  "EndpointSettings.IPAMConfig of type network.EndpointIPAMConfig")
+        ipv4 = ipam.get("IPv4Address") or ""
+        ipv6 = ipam.get("IPv6Address") or ""
+        if not isinstance(ipv4, str) or not isinstance(ipv6, str):
+            raise InvalidArgument("json: cannot unmarshal IPAMConfig into Go struct field "
+                                  "EndpointSettings.IPAMConfig of type network.EndpointIPAMConfig")
+        if ipv4:
+            try:
+                ipv4 = str(ipaddress.IPv4Address(ipv4))
+            except ValueError:
+                raise InvalidArgument(f"invalid IPv4 address: {ipv4}") from None
+        if ipv6:
+            try:
+                ipaddress.IPv6Address(ipv6)
+            except ValueError:
+                raise InvalidArgument(f"invalid IPv6 address: {ipv6}") from None
+        if net.builtin:
+            if ipv4 or ipv6:
+                raise InvalidArgument(ERR_IP_PREDEFINED)
+            if aliases:
+                raise InvalidArgument(ERR_ALIAS_PREDEFINED)
+        if ipv6 or (ipv4 and not net.user_subnet):
+            raise InvalidArgument(ERR_IP_NO_SUBNET)
+        return EndpointConfig(aliases=tuple(dict.fromkeys(a for a in aliases if a)), ipv4=ipv4)
+
+    async def _set_config(self, cid: str, net: Network, raw: Any) -> EndpointConfig:
+        """Check and keep a container's settings for ``net`` (a fixed address is reserved now). Under the lock."""
+        cfg = self._parse_config(net, raw)
+        old = self._epconfig.get(cid, {}).get(net.id)
+        pool = self._pools.get(net.id)
+        if pool is not None:
+            try:
+                if cfg.ipv4:
+                    await asyncio.to_thread(pool.reserve, cid, cfg.ipv4)
+                elif old is not None and old.ipv4:
+                    await asyncio.to_thread(pool.unreserve, cid)
+            except Conflict as exc:
+                raise Forbidden(exc.message) from None
+        if cfg == EndpointConfig():
+            self._epconfig.get(cid, {}).pop(net.id, None)
+        else:
+            self._epconfig.setdefault(cid, {})[net.id] = cfg
+        await self._save_config(cid)
+        return cfg
+
+    async def _drop_config(self, cid: str, net_id: str) -> None:
+        cfg = self._epconfig.get(cid, {}).pop(net_id, None)
+        pool = self._pools.get(net_id)
+        if cfg is not None and cfg.ipv4 and pool is not None:
+            await asyncio.to_thread(pool.unreserve, cid)
+        if cfg is not None:
+            await self._save_config(cid)
+
+    async def _forget_config(self, cid: str) -> None:
+        for net_id in list(self._epconfig.get(cid, {})):
+            await self._drop_config(cid, net_id)
+        self._epconfig.pop(cid, None)
+        await asyncio.to_thread((self._epconfig_dir / f"{cid}.json").unlink, True)
+
+    async def _save_config(self, cid: str) -> None:
+        configs = self._epconfig.get(cid) or {}
+        path = self._epconfig_dir / f"{cid}.json"
+        if configs:
+            await asyncio.to_thread(atomicfile.write_json, path, {n: c.to_json() for n, c in configs.items()})
+        else:
+            self._epconfig.pop(cid, None)
+            await asyncio.to_thread(path.unlink, True)
+
+    def _load_configs(self) -> dict[str, dict[str, EndpointConfig]]:
+        found: dict[str, dict[str, EndpointConfig]] = {}
+        for path in sorted(self._epconfig_dir.glob("*.json")) if self._epconfig_dir.exists() else []:
+            try:
+                raw = atomicfile.read_json(path)
+                found[path.stem] = {str(n): EndpointConfig.from_json(c) for n, c in raw.items()}
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                log.warning("unreadable endpoint settings", path=str(path), error=str(exc))
+        return found
+
+    def _allocate(self, pool: Pool, cid: str, net_id: str) -> str:
+        """The container's address on a network: its --ip, or the next free one. Blocking."""
+        cfg = self._epconfig.get(cid, {}).get(net_id)
+        try:
+            return pool.allocate(cid, cfg.ipv4 if cfg else None)
+        except Conflict as exc:
+            raise Forbidden(exc.message) from None
+
+    async def configure(self, container_id: str, mode: str, networking_config: Any) -> None:
+        """Container create: Docker's NetworkingConfig.EndpointsConfig (one network at API 1.41)."""
+        if networking_config is None:
+            return
+        if not isinstance(networking_config, dict):
+            raise InvalidArgument("NetworkingConfig must be a JSON object")
+        endpoints = networking_config.get("EndpointsConfig") or {}
+        if not isinstance(endpoints, dict):
+            raise InvalidArgument("NetworkingConfig.EndpointsConfig must be a JSON object")
+        if len(endpoints) > 1:
+            raise InvalidArgument(f"Container cannot be connected to network endpoints: {', '.join(endpoints)}")
+        primary_ref = BRIDGE_NETWORK if mode == "default" else mode
+        for key, raw in endpoints.items():
+            if raw is None:
+                raise InvalidArgument(f"no EndpointSettings for {key}")
+            net = self._find(BRIDGE_NETWORK if key == "default" else key)
+            async with self._lock:
+                await self._set_config(container_id, net, raw)
+                primary = self._find(primary_ref) if self.exists(primary_ref) else None
+                if (primary is not None and primary.driver == "bridge" and net.id != primary.id
+                        and net.driver == "bridge"):  # as Docker: the endpoint's network is joined at start too
+                    extra = self._connections.get(container_id, [])
+                    if net.id not in extra:
+                        await self._save_connections(container_id, [*extra, net.id])
+
+    def _endpoint_extras(self, cid: str, net: Network) -> tuple[list[str] | None, dict[str, str] | None]:
+        """Inspect's Aliases (the asked ones, then the short id and the hostname, as Docker adds them on user
+        networks) and IPAMConfig of a container's endpoint."""
+        if net.builtin:
+            return None, None
+        cfg = self._epconfig.get(cid, {}).get(net.id) or EndpointConfig()
+        aliases = list(cfg.aliases)
+        extra = [cid[:12]]
+        found = self._names(cid) if self._names is not None else None
+        if found is not None and found[1]:
+            extra.append(found[1])
+        aliases += [a for a in extra if a not in aliases]
+        return list(dict.fromkeys(aliases)), ({"IPv4Address": cfg.ipv4} if cfg.ipv4 else None)
+
+    def embedded_dns(self, container_id: str) -> bool:
+        """Whether the container asks 127.0.0.11 (it has an endpoint on a user-defined network)."""
+        return container_id in self._dns
+
+    def _user_networks(self, cid: str) -> list[Network]:
+        nets = [self._networks.get(n) for n in self._attachments.get(cid, {})]
+        return [n for n in nets if n is not None and not n.builtin]
+
+    def _dns_names(self, cid: str, net_id: str) -> set[str]:
+        names = {cid[:12]}
+        found = self._names(cid) if self._names is not None else None
+        if found is not None:
+            names.update(found)
+        cfg = self._epconfig.get(cid, {}).get(net_id)
+        if cfg is not None:
+            names.update(cfg.aliases)
+        return {n.lower() for n in names if n}
+
+    def _dns_lookup(self, cid: str, name: str) -> list[str] | None:
+        """A name (container name, alias, short id; also <name>.<network>) on the asker's user networks."""
+        found: list[str] = []
+        for net in self._user_networks(cid):
+            wanted = {name}
+            suffix = "." + net.name.lower()
+            if name.endswith(suffix):
+                wanted.add(name[: -len(suffix)])
+            for other, eps in list(self._attachments.items()):
+                att = eps.get(net.id)
+                if att is not None and att.ip not in found and wanted & self._dns_names(other, net.id):
+                    found.append(att.ip)
+        return found or None
+
+    def _dns_reverse(self, cid: str, address: str) -> str | None:
+        for net in self._user_networks(cid):
+            for other, eps in list(self._attachments.items()):
+                att = eps.get(net.id)
+                if att is not None and att.ip == address:
+                    found = self._names(other) if self._names is not None else None
+                    return f"{found[0] if found else other[:12]}.{net.name}"
+        return None
+
+    async def _start_dns(self, cid: str, dns_servers: list[str] | None, upstreams: list[str] | None = None,
+                         serving: bool = False) -> None:
+        """Serve 127.0.0.11 in the container's namespace once it is on a user network (idempotent; as Docker's
+        sandbox resolver, it then serves until the container stops); remember where other questions go (its
+        --dns, else the host's servers). The record (<data-root>/network/dns/<id>.json) is for restore."""
+        if upstreams is None and (dns_servers is not None or cid not in self._upstreams):
+            upstreams = await asyncio.to_thread(files.external_nameservers, dns_servers)
+        if upstreams is not None:
+            self._upstreams[cid] = upstreams
+        att = next(iter(self._attachments.get(cid, {}).values()), None)
+        start = cid not in self._dns and att is not None and (serving or bool(self._user_networks(cid)))
+        if start and att is not None:
+            zone = dns.Zone(lookup=functools.partial(self._dns_lookup, cid),
+                            reverse=functools.partial(self._dns_reverse, cid),
+                            upstreams=lambda: self._upstreams.get(cid) or [])
+            server = dns.DnsServer(zone)
+            try:
+                await server.start(att.netns_path)
+            except OSError as exc:  # as Docker: the container runs on, without its resolver
+                log.error("could not start the embedded DNS server", container=cid, error=str(exc))
+            else:
+                self._dns[cid] = server
+        if upstreams is not None or start:
+            await asyncio.to_thread(atomicfile.write_json, self._dns_dir / f"{cid}.json",
+                                    {"upstreams": self._upstreams.get(cid) or [], "serving": cid in self._dns})
+
+    async def _stop_dns(self, cid: str, keep_record: bool = False) -> None:
+        server = self._dns.pop(cid, None)
+        if server is not None:
+            await server.close()
+        if not keep_record:
+            self._upstreams.pop(cid, None)
+            await asyncio.to_thread((self._dns_dir / f"{cid}.json").unlink, True)
+
+    async def _restore_dns(self) -> None:
+        """Daemon start: settings back in memory; DNS servers back for running containers on user networks."""
+        self._epconfig = await asyncio.to_thread(self._load_configs)
+        for cid in list(self._attachments):
+            try:
+                raw = await asyncio.to_thread(atomicfile.read_json, self._dns_dir / f"{cid}.json")
+                upstreams = [str(s) for s in raw.get("upstreams") or []]
+                serving = bool(raw.get("serving"))
+            except (OSError, ValueError, AttributeError):
+                upstreams, serving = None, False
+            await self._start_dns(cid, None, upstreams, serving)
 
     # ---- views --------------------------------------------------------------------------------------------------
 
@@ -621,9 +910,10 @@ class NetworkService:
                 for p in (att.ports if att else ())]
 
     @staticmethod
-    def _endpoint_json(att: NetworkAttachment | None, network_id: str) -> dict[str, Any]:
+    def _endpoint_json(att: NetworkAttachment | None, network_id: str, aliases: list[str] | None = None,
+                       ipam: dict[str, str] | None = None) -> dict[str, Any]:
         return {
-            "IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": att.mac if att else "",
+            "IPAMConfig": ipam, "Links": None, "Aliases": aliases, "MacAddress": att.mac if att else "",
             "NetworkID": network_id, "EndpointID": att.endpoint_id if att else "",
             "Gateway": att.gateway if att else "", "IPAddress": att.ip if att else "",
             "IPPrefixLen": att.prefix_len if att else 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
@@ -635,11 +925,16 @@ class NetworkService:
         eps = self._attachments.get(container_id) or {}
         nets = ([self._find(mode)] if self.exists(mode) else []) + [
             self._networks[n] for n in self._connections.get(container_id, []) if n in self._networks]
-        return {net.name: self._endpoint_json(eps.get(net.id), net.id) for net in nets}
+        return {net.name: self._endpoint_json(eps.get(net.id), net.id, *self._endpoint_extras(container_id, net))
+                for net in nets}
 
     def endpoint_settings(self, container_id: str) -> dict[str, Any] | None:
         att = self.attachment(container_id)
-        return self._endpoint_json(att, att.network_id) if att else None
+        if att is None:
+            return None
+        net = self._networks.get(att.network_id)
+        return self._endpoint_json(att, att.network_id,
+                                   *(self._endpoint_extras(container_id, net) if net else (None, None)))
 
     def settings(self, container_id: str) -> dict[str, Any]:
         """Docker's top-level NetworkSettings fields (empty strings when not attached)."""

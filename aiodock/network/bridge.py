@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiodock.network.netlink import error_code, iproute, link_exists, netlink_error
@@ -51,3 +52,11 @@ def delete(name: str) -> None:
             except netlink_error() as exc:
                 if error_code(exc) != 19:  # ENODEV
                     raise
+
+
+def set_hairpin(name: str, port: str) -> None:
+    """Hairpin mode on a bridge port (a container's host-side veth), as dockerd sets it with
+    --userland-proxy=false: a container reaches its own published ports through the DNAT rules."""
+    path = Path(f"/sys/class/net/{name}/brif/{port}/hairpin_mode")
+    if path.exists():
+        path.write_text("1\n")

@@ -1,5 +1,9 @@
 """The in-process port proxy: one registry of published ports for the whole daemon (no docker-proxy processes).
 
+With ``dnat`` given (dockerd's --userland-proxy=false), the host sockets are only bound to reserve the ports (as
+dockerd's dummy proxy does) and the traffic goes through iptables DNAT rules that ``dnat`` programs: it is called
+(blocking, in a thread) with the whole table of published ports whenever it changes.
+
 ``publish`` binds every host socket of a container first and starts forwarding only when all bound, so a port in
 use fails the whole call and leaves nothing half set up. Bound mappings carry the real host port (ephemeral ports
 resolved), so the engine can persist them and rebind the very same ports after a daemon restart.
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiodock.errors import InternalError, InvalidArgument
@@ -49,7 +54,21 @@ class PortMapping:
                            container_ip=str(raw["container_ip"]), container_port=int(str(raw["container_port"])))
 
 
-Forwarder = TCPForwarder | UDPForwarder
+class Reserved:
+    """DNAT mode: a bound host socket that keeps the port reserved; the kernel's DNAT serves the traffic."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._sock.close()
+
+
+Forwarder = TCPForwarder | UDPForwarder | Reserved
+DnatProgrammer = Callable[[Sequence[tuple[PortMapping, str]]], None]
 
 
 def _bind(proto: str, host_ip: str, port: int) -> socket.socket:
@@ -77,15 +96,33 @@ def _bind_error(proto: str, host_ip: str, port: int, exc: OSError) -> InternalEr
 
 
 class PortProxy:
-    def __init__(self) -> None:
+    def __init__(self, dnat: DnatProgrammer | None = None) -> None:
         self._published: dict[str, list[tuple[PortMapping, Forwarder]]] = {}
+        self._bridges: dict[str, str] = {}  # DNAT mode: container -> its bridge
+        self._dnat = dnat
         self._lock = asyncio.Lock()
+
+    @property
+    def dnat(self) -> bool:
+        return self._dnat is not None
+
+    async def _program(self) -> None:
+        if self._dnat is not None:
+            table = [(m, self._bridges.get(key, "")) for key, entries in self._published.items() for m, _ in entries]
+            await asyncio.to_thread(self._dnat, table)
+
+    async def sync(self) -> None:
+        """Program the DNAT rules for what is published now (daemon start: drops stale rules)."""
+        async with self._lock:
+            await self._program()
 
     def mappings(self, key: str) -> list[PortMapping]:
         return [m for m, _ in self._published.get(key, [])]
 
-    async def publish(self, key: str, container_ip: str, requests: list[PortRequest]) -> list[PortMapping]:
-        """Bind all of ``requests`` for ``key`` (a container id) and forward them to ``container_ip``."""
+    async def publish(self, key: str, container_ip: str, requests: list[PortRequest],
+                      bridge: str = "") -> list[PortMapping]:
+        """Bind all of ``requests`` for ``key`` (a container id) and forward them to ``container_ip`` (on
+        ``bridge``, for the DNAT rules)."""
         async with self._lock:
             if key in self._published:
                 raise InvalidArgument(f"ports of {key} are already published")
@@ -115,7 +152,9 @@ class PortProxy:
             try:
                 for mapping, sock in bound:
                     fwd: Forwarder
-                    if mapping.proto == "tcp":
+                    if self._dnat is not None:
+                        fwd = Reserved(sock)
+                    elif mapping.proto == "tcp":
                         fwd = TCPForwarder(sock, container_ip, mapping.container_port)
                     else:
                         fwd = UDPForwarder(sock, container_ip, mapping.container_port)
@@ -128,13 +167,31 @@ class PortProxy:
                     sock.close()
                 raise
             self._published[key] = started
+            if started and self._dnat is not None:
+                self._bridges[key] = bridge
+                try:
+                    await self._program()
+                except BaseException:
+                    del self._published[key]
+                    self._bridges.pop(key, None)
+                    for _, fwd in started:
+                        await fwd.close()
+                    await self._program()
+                    raise
             if started:
-                log.info("ports published", container=key, ports=[m.to_json() for m, _ in started])
+                log.info("ports published", container=key, ports=[m.to_json() for m, _ in started],
+                         mode="dnat" if self._dnat is not None else "proxy")
             return [m for m, _ in started]
 
     async def unpublish(self, key: str) -> None:
         async with self._lock:
             entries = self._published.pop(key, [])
+            self._bridges.pop(key, None)
+            if entries and self._dnat is not None:
+                try:
+                    await self._program()
+                except OSError as exc:
+                    log.error("removing DNAT rules failed", container=key, error=str(exc))
         for _, fwd in entries:
             await fwd.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -55,3 +56,39 @@ def test_compose_up_ps_logs_second_up_and_down(daemon: Daemon, busybox: str, tmp
     down = compose(daemon, project, "down")
     assert down.returncode == 0, down.stderr
     assert daemon.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=shop").stdout.strip() == ""
+
+
+NETWORKED = """\
+version: "3.8"
+services:
+  web:
+    image: busybox:latest
+    command: httpd -f -p 80 -h /etc
+    networks:
+      default:
+        aliases: [www]
+  cli:
+    image: busybox:latest
+    command: sleep 600
+"""
+
+
+def test_compose_services_reach_each_other_by_service_name(daemon: Daemon, busybox: str, tmp_path: Path) -> None:
+    project = tmp_path / "dnsproj"
+    project.mkdir()
+    (project / "docker-compose.yml").write_text(NETWORKED)
+    up = compose(daemon, project, "up", "-d")
+    try:
+        assert up.returncode == 0, up.stderr
+        web = daemon.docker("inspect", "-f", "{{.Id}}", "dnsproj_web_1", check=True).stdout.strip()
+        aliases = daemon.docker("inspect", "-f", "{{json .NetworkSettings.Networks.dnsproj_default.Aliases}}",
+                                "dnsproj_web_1", check=True).stdout
+        assert {"web", "www", web[:12]} <= set(json.loads(aliases))
+        got = daemon.docker("exec", "dnsproj_cli_1", "sh", "-c", "wget -q -O- http://web/hostname && nslookup www")
+        assert got.returncode == 0 and got.stdout.startswith(web[:12]), got.stdout + got.stderr
+        back = daemon.docker("exec", "dnsproj_web_1", "ping", "-c1", "-W5", "cli")
+        assert back.returncode == 0 and "1 packets received" in back.stdout, back.stdout + back.stderr
+    finally:
+        down = compose(daemon, project, "down", "-t", "1")
+    assert down.returncode == 0, down.stderr
+    assert "dnsproj_default" not in daemon.docker("network", "ls", check=True).stdout
