@@ -1,8 +1,13 @@
-"""stdin through attach (issue #3): `docker run -i`, `docker start -a -i`, docker-py attach_socket, exec -i."""
+"""stdin through attach (issue #3): `docker run -i`, `docker start -a -i`, docker-py attach_socket, exec -i, the
+websocket attach (aiodocker), `docker attach --no-stdin` and --sig-proxy."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
 import socket
+import subprocess
 import time
 
 import docker
@@ -10,7 +15,7 @@ import pytest
 
 from aiodock.engine.containers import parse_detach_keys
 from aiodock.errors import InvalidArgument
-from tests.conftest import Daemon
+from tests.conftest import DOCKER, Daemon
 
 pytestmark = pytest.mark.root
 
@@ -114,3 +119,61 @@ def test_attach_to_a_running_container_with_stdin(daemon: Daemon) -> None:
         client.close()
     finally:
         daemon.docker("rm", "-f", "stdin-attach")
+
+
+async def test_websocket_attach_with_aiodocker(daemon: Daemon) -> None:
+    """GET /containers/{id}/attach/ws through aiodocker: raw (unframed) output as binary messages, our messages
+    as the container's stdin, and the earlier output with logs=1."""
+    import aiodocker
+    import aiohttp
+
+    daemon.docker("run", "-d", "-i", "--name", "stdin-ws", "busybox:latest", "sh", "-c",
+                  "echo before; while read x; do echo got $x; echo err $x >&2; done", check=True)
+    client = aiodocker.Docker(url=daemon.host)
+    try:
+        container = await client.containers.get("stdin-ws")
+        ws = await container.websocket(stdin=True, stdout=True, stderr=True, stream=True, logs=True)
+        await ws.send_bytes(b"hello\n")
+        received = b""
+        async with asyncio.timeout(20):
+            while b"err hello\n" not in received:
+                message = await ws.receive()
+                assert message.type == aiohttp.WSMsgType.BINARY, message
+                received += message.data
+        assert received.startswith(b"before\n"), received  # logs=1: what it wrote before the attach
+        assert b"got hello\n" in received and b"\x01\x00\x00\x00" not in received, received  # no stdcopy framing
+        await ws.close()
+        # the websocket is gone, the container is not
+        assert daemon.docker("inspect", "-f", "{{.State.Running}}", "stdin-ws", check=True).stdout.strip() == "true"
+        status, body = daemon.api("GET", "/containers/nope/attach/ws")
+        assert (status, json.loads(body)) == (404, {"message": "No such container: nope"}), body
+    finally:
+        await client.close()
+        daemon.docker("rm", "-f", "stdin-ws")
+
+
+def test_docker_attach_no_stdin_and_sig_proxy(daemon: Daemon) -> None:
+    """`docker attach --no-stdin` sends nothing of ours; the default --sig-proxy turns a SIGINT to the CLI into a
+    kill of the container with that signal (POST /containers/{id}/kill?signal=INT)."""
+    daemon.docker("run", "-d", "-i", "--name", "stdin-sig", "busybox:latest", "sh", "-c",
+                  "trap 'echo got-int; exit 7' INT; while true; do if read -t 1 x; then echo read $x; fi; done",
+                  check=True)
+    try:
+        proc = subprocess.Popen([DOCKER, "attach", "--no-stdin", "stdin-sig"], env=daemon.env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdin is not None
+        proc.stdin.write(b"ours\n")
+        proc.stdin.flush()
+        time.sleep(1.5)  # the attach is up, and the container would have echoed our line by now
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        # The CLI (28) also cancels its own context on SIGINT and drops the stream, so the container's answer is
+        # read from its log; the exit code comes from the CLI's wait.
+        assert proc.returncode == 7, (proc.returncode, err)
+        state = daemon.docker("inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", "stdin-sig",
+                              check=True).stdout.split()
+        assert state == ["false", "7"], state
+        logs = daemon.docker("logs", "stdin-sig", check=True).stdout
+        assert "got-int" in logs and "read ours" not in logs + out.decode(), (logs, out)
+    finally:
+        daemon.docker("rm", "-f", "stdin-sig")

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from aiodock.api import hijack, params, streams
 from aiodock.api.keys import CONTAINERS
+from aiodock.api.middleware import VERSION_KEY
 from aiodock.engine.backend import AttachOptions, LogOptions, OutputChunk, StdinSink
 from aiodock.errors import AiodockError, InvalidArgument
 
@@ -183,6 +184,60 @@ async def attach(request: web.Request) -> web.StreamResponse:
         raise
     await _serve_hijacked(connection, output, stdin, request.transport)
     return response
+
+
+@routes.get("/containers/{id}/attach/ws")
+async def attach_websocket(request: web.Request) -> web.StreamResponse:
+    """Attach over a websocket, as Docker's: stdin, stdout and stderr always, never multiplexed (the raw bytes,
+    one message per piece); binary messages from API 1.28 on, text before. `logs` and `stream` as for attach."""
+    options = AttachOptions(stream=params.boolean(request, "stream"), stdout=True, stderr=True, stdin=True,
+                            logs=params.boolean(request, "logs"), detach_keys=request.query.get("detachKeys"))
+    result: tuple[Any, ...] = await request.app[CONTAINERS].attach(request.match_info["id"], options)
+    chunks: AsyncIterator[OutputChunk] = result[1]
+    stdin: StdinSink | None = result[2] if len(result) > 2 else None
+    version = request.match_info.get(VERSION_KEY)
+    binary = version is None or tuple(int(x) for x in version.split(".")) >= (1, 28)
+    ws = web.WebSocketResponse(protocols=("chat",), autoping=True)
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        await _aclose(chunks)
+        raise
+
+    async def pump_out() -> None:
+        async for chunk in chunks:
+            if binary:
+                await ws.send_bytes(chunk.data)
+            else:
+                await ws.send_str(chunk.data.decode(errors="replace"))
+
+    async def pump_in() -> None:
+        try:
+            async for message in ws:
+                if stdin is None:
+                    continue
+                if message.type == web.WSMsgType.BINARY:
+                    await stdin.write(message.data)
+                elif message.type == web.WSMsgType.TEXT:
+                    await stdin.write(message.data.encode())
+        finally:
+            if stdin is not None:
+                await stdin.close()
+
+    out_task = asyncio.ensure_future(pump_out())
+    in_task = asyncio.ensure_future(pump_in())
+    try:
+        await asyncio.wait({out_task, in_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (out_task, in_task):
+            task.cancel()
+        for task in (out_task, in_task):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, AiodockError):
+                await task
+        await _aclose(chunks)
+        with contextlib.suppress(ConnectionError):
+            await ws.close()
+    return ws
 
 
 async def _copy_to_response(response: web.StreamResponse, data: AsyncIterator[bytes]) -> None:
