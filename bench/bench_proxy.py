@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Published ports: aiodock's in-process proxy against Docker's docker-proxy (userland proxy), on this machine.
+
+Usage: python3 bench/bench_proxy.py [--mb 1024] [--connects 500] [--udp 5000] [--flood 200000] [--ports 50]
+                                    [--rounds 3] [--skip-docker] [--json OUT]
+
+A busybox container on the default bridge network runs bench/netsrv.c (built static, bind-mounted): a TCP sink,
+a TCP echo (epoll), a UDP echo and a UDP sink, each published on 127.0.0.1. Docker runs with its defaults (docker0
+172.17.0.0/16, iptables, userland proxy: a connection to 127.0.0.1 is not DNATed and goes through docker-proxy);
+aiodock gets its own bridge and subnet; both daemons run side by side and the paths below are measured
+interleaved, --rounds times (each figure is the median over the rounds), so that load from elsewhere on the
+machine hits all of them alike. From the host (Python client), for each path:
+  tcp_mbps           MB/s of --mb MB sent through one connection (sendall, half-close, wait for the server's EOF)
+  connect_echo_*     --connects times: connect, send 1 byte, read the echoed byte, close (median, p90, per second)
+  udp_rtt_*          --udp one-in-flight UDP echo round trips (median RTT, round trips/s, lost)
+  udp_flood_*        --flood 64-byte datagrams sent as fast as the client can; datagrams/s the sink counted (from
+                     the first send to the sink's answer to "END"), loss
+Paths: "aiodock"/"docker" = published 127.0.0.1 port (through the proxy), "direct" = the container's IP (no proxy,
+on the aiodock container's bridge; "direct_docker" on docker0), "loopback" = the same server on the host's
+127.0.0.1 (the machine's limit). Memory (after the rounds, server containers removed): one container with
+--ports published TCP ports; aiodock: daemon
+(+ shim factory) RSS delta; Docker: the sum of its docker-proxy processes' RSS (and PSS) + dockerd/containerd delta.
+Everything Docker creates (docker0, DOCKER* iptables chains and rules) is removed afterwards, even on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import (
+    REPO,
+    Aiodock,
+    Docker,
+    Engine,
+    busybox_tar,
+    cleanup,
+    cleanup_aiodock_network,
+    cleanup_docker_network,
+    forward_policy,
+    free_bridge,
+    leftovers,
+    loadavg,
+    pctl,
+    print_table,
+    rollup,
+    write_json,
+)
+
+PORTS = {"sink": 5000, "echo": 5001, "udpecho": 5002, "udpsink": 5003}
+Addr = tuple[str, int]
+
+
+def build_netsrv(directory: Path) -> Path:
+    """bench/netsrv.c, static, alone in its own directory: the container bind-mounts the directory (aiodock's
+    `-v /host/file:/ctr/file` fails with "File exists": it makedirs the source even when it is a file)."""
+    (directory / "bin").mkdir()
+    out = directory / "bin" / "netsrv"
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(out), str(REPO / "bench" / "netsrv.c")], check=True)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_echo(addr: Addr, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(addr, timeout=2) as s:
+                s.sendall(b"x")
+                if s.recv(1) == b"x":
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"echo server at {addr} does not answer")
+        time.sleep(0.1)
+
+
+def tcp_throughput(addr: Addr, total: int) -> float:
+    """Bytes/s of ``total`` bytes through one connection, until the sink has read them all (its EOF)."""
+    buf = bytes(1 << 20)
+    with socket.create_connection(addr, timeout=60) as s:
+        start = time.perf_counter()
+        for _ in range(total // len(buf)):
+            s.sendall(buf)
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(65536):
+            pass
+        return total / (time.perf_counter() - start)
+
+
+def connect_echo(addr: Addr, n: int) -> list[float]:
+    lat = []
+    for _ in range(n):
+        start = time.perf_counter()
+        with socket.create_connection(addr, timeout=10) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(b"x")
+            if s.recv(1) != b"x":
+                raise RuntimeError("bad echo")
+        lat.append(time.perf_counter() - start)
+    return lat
+
+
+def udp_rtt(addr: Addr, n: int) -> tuple[list[float], int]:
+    lat, lost = [], 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(addr)
+        s.settimeout(0.5)
+        for i in range(n):
+            payload = i.to_bytes(4, "big") * 8
+            start = time.perf_counter()
+            s.send(payload)
+            try:
+                while s.recv(2048) != payload:
+                    pass
+                lat.append(time.perf_counter() - start)
+            except TimeoutError:
+                lost += 1
+    return lat, lost
+
+
+def _ask(s: socket.socket, msg: bytes) -> bytes:
+    for _ in range(20):
+        s.send(msg)
+        try:
+            return s.recv(64)
+        except TimeoutError:
+            continue
+    raise RuntimeError(f"udp sink does not answer {msg!r}")
+
+
+def udp_flood(addr: Addr, n: int) -> tuple[float, float]:
+    """(datagrams/s counted by the sink, loss fraction)."""
+    payload = bytes(64)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(addr)
+        s.settimeout(1.0)
+        _ask(s, b"RST")
+        start = time.perf_counter()
+        for _ in range(n):
+            try:
+                s.send(payload)
+            except OSError:  # ECONNREFUSED from an earlier ICMP, ENOBUFS: count as lost
+                pass
+        time.sleep(0.05)
+        got = int(_ask(s, b"END"))
+        elapsed = time.perf_counter() - start
+        return got / elapsed, 1 - got / n
+
+
+def measure_path(addrs: dict[str, Addr], args: argparse.Namespace) -> dict[str, Any]:
+    total = args.mb << 20
+    wait_echo(addrs["echo"])
+    tcp_throughput(addrs["sink"], min(total, 64 << 20))  # warm-up
+    tput = [tcp_throughput(addrs["sink"], total)]
+    connect_echo(addrs["echo"], 20)
+    lat = connect_echo(addrs["echo"], args.connects)
+    rtt, lost = udp_rtt(addrs["udpecho"], args.udp)
+    flood = [udp_flood(addrs["udpsink"], args.flood)]
+    flood_rate = statistics.median(f[0] for f in flood)
+    return {
+        "tcp_mbps": statistics.median(tput) / 1e6,
+        "connect_echo_median_ms": statistics.median(lat) * 1e3,
+        "connect_echo_p90_ms": pctl(lat, 0.9) * 1e3,
+        "connect_echo_per_s": len(lat) / sum(lat),
+        "udp_rtt_median_ms": statistics.median(rtt) * 1e3 if rtt else None,
+        "udp_rtt_per_s": len(rtt) / sum(rtt) if rtt else None,
+        "udp_rtt_lost": lost,
+        "udp_flood_per_s": flood_rate,
+        "udp_flood_loss": statistics.median(f[1] for f in flood),
+    }
+
+
+def published(engine: Engine, name: str) -> dict[str, Addr]:
+    addrs = {}
+    for service, port in PORTS.items():
+        proto = "udp" if service.startswith("udp") else "tcp"
+        out = engine.docker("port", name, f"{port}/{proto}").stdout.split()[0]
+        host, _, hport = out.rpartition(":")
+        addrs[service] = (host, int(hport))
+    return addrs
+
+
+def memory_ports(engine: Engine, n: int) -> dict[str, Any]:
+    """Daemon memory with one container publishing ``n`` TCP ports on 127.0.0.1 (no other container running)."""
+    pids = engine.daemon_pids()
+    time.sleep(1.0)
+    before = sum(rollup(p)["rss"] for p in pids)
+    ports = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports:
+            ports.append(p)
+    flags = [arg for i, p in enumerate(ports) for arg in ("-p", f"127.0.0.1:{p}:{6000 + i}")]
+    start = time.perf_counter()
+    engine.docker("run", "-d", "--name", "ports50", *flags, "busybox", "sleep", "600")
+    run_s = time.perf_counter() - start
+    time.sleep(2.0)
+    after = sum(rollup(p)["rss"] for p in pids)
+    out: dict[str, Any] = {"ports": n, "run_with_ports_s": run_s, "daemon_rss_delta_kib": after - before}
+    if isinstance(engine, Docker):
+        proxies = [rollup(p) for p in engine.proxy_pids()]
+        out["proxy_processes"] = len(proxies)
+        out["proxy_rss_sum_kib"] = sum(r["rss"] for r in proxies)
+        out["proxy_pss_sum_kib"] = sum(r["pss"] for r in proxies)
+        out["ports_memory_kib"] = out["proxy_rss_sum_kib"] + out["daemon_rss_delta_kib"]
+    else:
+        out["proxy_processes"] = 0
+        out["ports_memory_kib"] = out["daemon_rss_delta_kib"]
+    engine.docker("rm", "-f", "ports50")
+    return out
+
+
+def start_server(engine: Engine, tar: Path, netsrv: Path) -> tuple[dict[str, Addr], dict[str, Addr]]:
+    """Start the engine and the server container; (published addresses, direct addresses)."""
+    engine.start()
+    engine.docker("load", "-i", str(tar))
+    flags = [arg for service, port in PORTS.items()
+             for arg in ("-p", f"127.0.0.1::{port}/{'udp' if service.startswith('udp') else 'tcp'}")]
+    engine.docker("run", "-d", "--name", "srv", *flags, "-v", f"{netsrv.parent}:/bench:ro", "busybox",
+                  "/bench/netsrv", *(f"{s}:{p}" for s, p in PORTS.items()))
+    ip = engine.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "srv").stdout.strip()
+    print(f"[{engine.name}] container ip {ip}", flush=True)
+    return published(engine, "srv"), {s: (ip, p) for s, p in PORTS.items()}
+
+
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median over the rounds of every metric (lost datagrams: the sum)."""
+    out: dict[str, Any] = {}
+    for key in rounds[0]:
+        vals = [r[key] for r in rounds if r[key] is not None]
+        out[key] = sum(vals) if key == "udp_rtt_lost" else statistics.median(vals) if vals else None
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=int, default=1024)
+    parser.add_argument("--connects", type=int, default=500)
+    parser.add_argument("--udp", type=int, default=5000)
+    parser.add_argument("--flood", type=int, default=200000)
+    parser.add_argument("--ports", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-docker", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="adk-bench-img-"))
+    results: dict[str, Any] = {"config": {k: v for k, v in vars(args).items() if k != "json"},
+                               "load_before": loadavg()}
+    bridge = free_bridge()
+    engines: dict[str, Engine] = {"aiodock": Aiodock(bridge=bridge)}
+    if not args.skip_docker and shutil.which("dockerd"):
+        engines["docker"] = Docker(network=True)
+    policy = forward_policy()
+    host_srv: subprocess.Popen[bytes] | None = None
+    started: list[Engine] = []
+    try:
+        tar = busybox_tar(work)
+        netsrv = build_netsrv(work)
+        host_ports = {s: free_port() for s in PORTS}
+        host_srv = subprocess.Popen([str(netsrv), *(f"{s}:{p}" for s, p in host_ports.items())],
+                                    start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        paths: dict[str, dict[str, Addr]] = {"loopback": {s: ("127.0.0.1", p) for s, p in host_ports.items()}}
+        for name, engine in engines.items():
+            started.append(engine)
+            paths[name], paths["direct" if name == "aiodock" else "direct_docker"] = start_server(engine, tar, netsrv)
+        rounds: dict[str, list[dict[str, Any]]] = {path: [] for path in paths}
+        for i in range(args.rounds):  # interleaved, so that load from elsewhere on the machine hits every path
+            for path, addrs in paths.items():
+                rounds[path].append(measure_path(addrs, args))
+                print(f"[round {i} {path}] load {loadavg()}: {rounds[path][-1]}", flush=True)
+        for path in paths:
+            results[path] = combine(rounds[path])
+        results["rounds"] = rounds
+        for engine in engines.values():
+            engine.docker("rm", "-f", "srv")
+        for name, engine in engines.items():
+            results[name].update(memory_ports(engine, args.ports))
+            print(f"[{name}] {args.ports} ports: {results[name]}", flush=True)
+    finally:
+        if host_srv is not None:
+            os.killpg(host_srv.pid, signal.SIGTERM)  # the server and its one child per service
+            host_srv.wait(10)
+        for engine in started:
+            cleanup(engine)
+        left = cleanup_aiodock_network(bridge[0])
+        if left:
+            print(f"aiodock left (removed now): {left}")
+            results["aiodock_left"] = left
+        if "docker" in engines:
+            results["docker_cleanup"] = cleanup_docker_network(policy)
+        shutil.rmtree(work, ignore_errors=True)
+    results["load_after"] = loadavg()
+    results["leftovers"] = leftovers()
+    print_table(results, extras=("direct", "direct_docker", "loopback"))
+    print("leftovers after the run:", results["leftovers"])
+    print("written", write_json("proxy.json", results, args.json))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
