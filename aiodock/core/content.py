@@ -3,6 +3,10 @@
 Layout: ``blobs/sha256/<hex>`` holds committed blobs, ``ingest/`` holds partial writes, ``labels/sha256/<hex>.json``
 holds blob labels. Every blob is verified against its sha256 before the atomic rename into ``blobs``.
 Blocking: async callers use ``asyncio.to_thread``.
+
+Compressed variants: a gzip blob made from an uncompressed one (a layer compressed for push) carries containerd's
+``containerd.io/uncompressed`` label (the uncompressed digest, i.e. the layer's diff id) and the uncompressed blob
+carries ``aiodock.io/compressed.gzip`` (the gzip digest), so the next push finds and reuses the gzip blob.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hashlib
 import os
 import re
 import secrets
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +26,8 @@ from aiodock.util import atomicfile
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 CHUNK = 1 << 20
+UNCOMPRESSED_LABEL = "containerd.io/uncompressed"  # on a compressed blob: the digest of its uncompressed form
+GZIP_VARIANT_LABEL = "aiodock.io/compressed.gzip"  # on an uncompressed blob: the digest of its gzip form
 
 
 def validate_digest(digest: str) -> str:
@@ -106,6 +113,49 @@ class IngestWriter:
             pass
 
 
+class GzipIngest:
+    """Gzip a blob while it streams, the gzip bytes going into an ingest (and back to the caller to send on).
+
+    compress() and finish() return the gzip bytes they produced; commit() stores the blob and links it to the
+    uncompressed one. zlib releases the GIL while it compresses, so several run at once in worker threads. The
+    gzip header is zlib's (mtime 0, no file name): the same input and level always give the same blob."""
+
+    def __init__(self, store: ContentStore, level: int) -> None:
+        self._store = store
+        self._zlib = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        self._writer = store.writer()
+        self.finished = False
+
+    def compress(self, data: bytes) -> bytes:
+        out = self._zlib.compress(data)
+        if out:
+            self._writer.write(out)
+        return out
+
+    def finish(self) -> bytes:
+        out = self._zlib.flush()
+        self._writer.write(out)
+        self.finished = True
+        return out
+
+    @property
+    def digest(self) -> str:
+        assert self.finished, "gzip stream not finished"
+        return self._writer.digest
+
+    @property
+    def size(self) -> int:
+        return self._writer.size
+
+    def commit(self, uncompressed: str) -> tuple[str, int]:
+        digest, size = self._writer.commit()
+        self._store.link_compressed(uncompressed, digest)
+        return digest, size
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+
 class ContentStore:
     """Blobs addressed by sha256 digest, stored on disk under ``<root>/content``."""
 
@@ -156,6 +206,26 @@ class ContentStore:
         self.info(digest)
         atomicfile.write_json(self._labels_path(digest), {"labels": dict(labels)})
         return self.info(digest)
+
+    def add_labels(self, digest: str, labels: dict[str, str]) -> BlobInfo:
+        """Set these labels, keeping the others."""
+        return self.update_labels(digest, {**self.info(digest).labels, **labels})
+
+    def link_compressed(self, uncompressed: str, compressed: str) -> None:
+        """Record that ``compressed`` is the gzip form of ``uncompressed`` (both must be stored)."""
+        self.add_labels(compressed, {UNCOMPRESSED_LABEL: uncompressed})
+        self.add_labels(uncompressed, {GZIP_VARIANT_LABEL: compressed})
+
+    def gzip_variant(self, uncompressed: str) -> BlobInfo | None:
+        """The stored gzip form of a blob, when one was made and is still there (and links back)."""
+        try:
+            compressed = self.info(uncompressed).labels.get(GZIP_VARIANT_LABEL, "")
+            if not DIGEST_RE.match(compressed):
+                return None
+            info = self.info(compressed)
+        except NotFound:
+            return None
+        return info if info.labels.get(UNCOMPRESSED_LABEL) == uncompressed else None
 
     def read(self, digest: str) -> bytes:
         with self.open(digest) as fh:

@@ -967,6 +967,12 @@ class ImageService:
                                f"container {short_id(users[0][0])} is using its referenced image "
                                f"{short_id(view.id)}")
             self._untag(view, name, records, e, keep_dangling=True)
+            removed = parse_normalized(name)
+            if removed.digest is None and not any(t.name == removed.name for t in view.tags):
+                # Docker: the last tag of a repository takes the repository's digest references with it
+                for other in view.digests:
+                    if other.name == removed.name and str(other) in (r.name for r in view.records):
+                        self._untag(view, str(other), records, e, keep_dangling=True)
             if view.named:
                 return records
             removed_repo_ref = True
@@ -1038,7 +1044,18 @@ class ImageService:
             out.append({"Deleted": chain})
         if complete:
             own = [view.manifest_desc.digest, view.manifest.config.digest] + [d.digest for d in view.manifest.layers]
-            self._forget_blobs([d for d in own if d not in still_used_blobs], set())
+            for rec in view.records:  # records of the image may name other manifests (pulled, loaded)
+                if rec.target.digest not in own:
+                    own.append(rec.target.digest)
+                    try:
+                        own += [d.digest for d in self._parse_target(rec.target)[0].layers]
+                    except (NotFound, InvalidArgument):
+                        pass
+            for digest in list(own):  # gzip forms made on push go with their layer, unless an image uses them
+                variant = self.content.gzip_variant(digest)
+                if variant is not None and digest not in still_used_blobs:
+                    own.append(variant.digest)
+            self._forget_blobs(list(dict.fromkeys(d for d in own if d not in still_used_blobs)), set())
         return out, reclaimed
 
     def _references(self) -> tuple[set[str], set[str], bool]:

@@ -3,6 +3,8 @@ docker CLI and docker-py; broken blobs and Bearer token auth come from a small a
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import os
 import re
@@ -123,6 +125,137 @@ def test_pull_by_tag_and_by_digest_then_run(daemon: Daemon, pushed: tuple[str, s
         if daemon.docker("image", "inspect", "busybox:latest").returncode != 0:
             daemon.docker("pull", f"{repo}:latest", check=True)
             daemon.docker("tag", f"{repo}:latest", "busybox:latest", check=True)
+
+
+def registry_get(registry: Registry, path: str, accept: str = "") -> bytes:
+    req = urllib.request.Request(f"http://{registry.host}{path}", headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        data: bytes = resp.read()
+    return data
+
+
+def test_push_gzips_uncompressed_layers_and_keeps_them(daemon: Daemon, registry: Registry,
+                                                       pushed: tuple[str, str, str]) -> None:
+    """busybox came in by `docker load` (uncompressed layers): the registry gets gzip layers in a Docker schema2
+    manifest whose config keeps the uncompressed diff ids; the gzip blobs are kept for later pushes."""
+    repo, digest, iid = pushed
+    raw_manifest = registry_get(registry, f"/v2/busybox/manifests/{digest}",
+                                "application/vnd.docker.distribution.manifest.v2+json")
+    assert "sha256:" + hashlib.sha256(raw_manifest).hexdigest() == digest
+    manifest = json.loads(raw_manifest)
+    assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert manifest["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
+    assert manifest["config"]["digest"] == iid
+    config = json.loads(registry_get(registry, f"/v2/busybox/blobs/{iid}"))
+    diff_ids = config["rootfs"]["diff_ids"]
+    assert len(manifest["layers"]) == len(diff_ids) >= 1
+    for layer, diff_id in zip(manifest["layers"], diff_ids, strict=True):
+        assert layer["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip", manifest
+        blob = registry_get(registry, f"/v2/busybox/blobs/{layer['digest']}")
+        assert len(blob) == layer["size"] and "sha256:" + hashlib.sha256(blob).hexdigest() == layer["digest"]
+        tar = gzip.decompress(blob)
+        assert "sha256:" + hashlib.sha256(tar).hexdigest() == diff_id
+        assert len(blob) < len(tar) * 0.75, (len(blob), len(tar))  # busybox gzips to about half
+        assert layer["digest"] != diff_id
+
+    # Another repository of the same registry: the kept gzip blobs are mounted, nothing is compressed again,
+    # and the manifest is byte for byte the same (the same digest).
+    copy = f"{registry.host}/copies/busybox"
+    daemon.docker("tag", f"{repo}:latest", f"{copy}:latest", check=True)
+    out = daemon.docker("push", f"{copy}:latest", check=True).stdout
+    assert len(re.findall(r"[0-9a-f]{12}: Mounted from busybox", out)) == len(diff_ids), out
+    assert "Pushing" not in out and f"latest: digest: {digest} size: {len(raw_manifest)}" in out, out
+    for diff_id in diff_ids:  # progress lines name the layers by diff id, as Docker's
+        assert f"{diff_id[7:19]}: Mounted from busybox" in out, out
+    again = daemon.docker("push", f"{copy}:latest", check=True).stdout
+    assert len(re.findall(r"[0-9a-f]{12}: Layer already exists", again)) == len(diff_ids), again
+    out = daemon.docker("rmi", f"{copy}:latest", check=True).stdout
+    assert out.splitlines() == [f"Untagged: {copy}:latest", f"Untagged: {copy}@{digest}"], out
+
+    # remove (the gzip blobs kept for pushes go with the image), pull back (schema2, gzip layers) and run
+    blobs = daemon.data_root / "content" / "blobs" / "sha256"
+    assert all((blobs / layer["digest"][7:]).is_file() for layer in manifest["layers"])
+    drop(daemon, "busybox:latest")
+    try:
+        assert not [d for d in [layer["digest"] for layer in manifest["layers"]] + diff_ids
+                    if (blobs / d[7:]).exists()]
+        out = daemon.docker("pull", f"{repo}:latest", check=True).stdout
+        assert "Pull complete" in out and f"Digest: {digest}" in out, out
+        assert image_id(daemon, f"{repo}:latest") == iid
+        run = daemon.docker("run", "--rm", f"{repo}:latest", "echo", "gzip round trip", check=True)
+        assert run.stdout == "gzip round trip\n"
+    finally:
+        if daemon.docker("image", "inspect", "busybox:latest").returncode != 0:
+            daemon.docker("pull", f"{repo}:latest", check=True)
+            daemon.docker("tag", f"{repo}:latest", "busybox:latest", check=True)
+
+
+def test_rmi_of_the_last_tag_takes_the_digest_references(daemon: Daemon, registry: Registry,
+                                                         pushed: tuple[str, str, str]) -> None:
+    """Docker's rules: untagging the last tag of a repository also removes that repository's digest references
+    (and the image when nothing else names it); an image named only by digest goes with `rmi repo@digest`."""
+    repo = f"{registry.host}/rmi/app"
+    cid = daemon.docker("create", "busybox:latest", "true", check=True).stdout.strip()
+    try:
+        iid = daemon.docker("commit", cid, f"{repo}:v1", check=True).stdout.strip()
+    finally:
+        daemon.docker("rm", cid, check=True)
+    out = daemon.docker("push", f"{repo}:v1", check=True).stdout
+    m = re.search(r"v1: digest: (sha256:[0-9a-f]{64})", out)
+    assert m, out
+    digest = m.group(1)
+
+    def gone() -> None:
+        ids = daemon.docker("images", "-a", "--no-trunc", "--format", "{{.ID}}", check=True).stdout.split()
+        assert iid not in ids
+        listed = daemon.docker("images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}",
+                               check=True).stdout
+        assert repo not in listed and digest not in listed, listed
+
+    def rmi(ref: str) -> list[str]:
+        lines = daemon.docker("rmi", ref, check=True).stdout.splitlines()
+        assert f"Deleted: {iid}" in lines, lines
+        return lines[:lines.index(f"Deleted: {iid}")]
+
+    # the push left repo@digest (RepoDigests); the last tag takes it along, and the image goes
+    inspect = json.loads(daemon.docker("image", "inspect", f"{repo}:v1", check=True).stdout)[0]
+    assert inspect["RepoDigests"] == [f"{repo}@{digest}"]
+    assert rmi(f"{repo}:v1") == [f"Untagged: {repo}:v1", f"Untagged: {repo}@{digest}"]
+    gone()
+
+    # pulled by tag: the same
+    daemon.docker("pull", f"{repo}:v1", check=True)
+    assert rmi(f"{repo}:v1") == [f"Untagged: {repo}:v1", f"Untagged: {repo}@{digest}"]
+    gone()
+
+    # pulled by digest: named by its digest only, removed by it
+    daemon.docker("pull", f"{repo}@{digest}", check=True)
+    assert any(line.startswith(f"{repo}:<none>@{digest} ") for line in local_images(daemon))
+    assert rmi(f"{repo}@{digest}") == [f"Untagged: {repo}@{digest}"]
+    gone()
+
+    # two tags: the first goes alone, the digest reference stays with the second
+    daemon.docker("pull", f"{repo}:v1", check=True)
+    daemon.docker("tag", f"{repo}:v1", f"{repo}:v2", check=True)
+    out = daemon.docker("rmi", f"{repo}:v1", check=True).stdout
+    assert out.splitlines() == [f"Untagged: {repo}:v1"], out
+    assert f"{repo}:v2@{digest} {iid[7:19]}" in local_images(daemon), local_images(daemon)
+
+    # a container uses it: 409 without -f, and nothing is untagged
+    cid = daemon.docker("create", f"{repo}:v2", "true", check=True).stdout.strip()
+    try:
+        proc = daemon.docker("rmi", f"{repo}:v2")
+        assert proc.returncode == 1
+        assert (f'Error response from daemon: conflict: unable to remove repository reference "{repo}:v2" '
+                f"(must force) - container {cid[:12]} is using its referenced image {iid[7:19]}") in proc.stderr, \
+            proc.stderr
+        status, body = daemon.api("DELETE", f"/images/{repo}:v2")
+        assert status == 409 and "unable to remove repository reference" in json.loads(body)["message"]
+        assert f"{repo}:v2@{digest} {iid[7:19]}" in local_images(daemon)
+    finally:
+        daemon.docker("rm", cid, check=True)
+    assert rmi(f"{repo}:v2") == [f"Untagged: {repo}:v2", f"Untagged: {repo}@{digest}"]
+    gone()
 
 
 def test_pull_unknown_tag_and_repository(daemon: Daemon, registry: Registry, pushed: tuple[str, str, str]) -> None:

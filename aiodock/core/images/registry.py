@@ -23,7 +23,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -658,14 +658,29 @@ class RegistryClient:
             raise RegistryError(f"blob upload for {digest}: registry sent no upload location", 500)
         return urljoin(self.base + "/", location)
 
-    async def upload_blob(self, digest: str, size: int, body: AsyncIterable[bytes],
+    async def upload_blob(self, digest: str | Callable[[], str], size: int | None, body: AsyncIterable[bytes],
                           location: str | None = None) -> None:
         """Upload a blob into a session (a new one unless ``location``): in one PUT when it is small, else
-        PATCH chunks of ``UPLOAD_CHUNK`` bytes with Content-Range, then the closing PUT with the digest."""
+        PATCH chunks of ``UPLOAD_CHUNK`` bytes with Content-Range, then the closing PUT with the digest.
+
+        A blob made while it streams (a layer compressed on push) has no size yet (``size`` None): it goes in
+        one PATCH with a chunked body, as Docker sends it, and its digest is known only once ``body`` is
+        exhausted: ``digest`` is then a callable asked for it before the closing PUT."""
+        known = digest if isinstance(digest, str) else "a layer compressed for push"
         if location is None:
-            location = await self.start_upload(digest)
+            location = await self.start_upload(known)
             assert location is not None
-        if size > UPLOAD_CHUNK:
+        if size is None:  # one streamed PATCH (chunked transfer encoding), as Docker sends a layer it compresses
+            resp = await self.request("PATCH", location, data=body, retry=False, headers={
+                "Content-Type": "application/octet-stream"})
+            try:
+                if resp.status != 202:
+                    raise await registry_error(resp, f"blob upload for {known}")
+                location = urljoin(self.base + "/", resp.headers.get("Location", "") or location)
+            finally:
+                resp.release()
+            body, size = _empty(), 0
+        elif size > UPLOAD_CHUNK:
             offset = 0
             async for chunk in _rechunk(body, UPLOAD_CHUNK):
                 resp = await self.request("PATCH", location, data=chunk, retry=False, headers={
@@ -673,20 +688,21 @@ class RegistryClient:
                     "Content-Range": f"{offset}-{offset + len(chunk) - 1}"})
                 try:
                     if resp.status != 202:
-                        raise await registry_error(resp, f"blob upload for {digest}")
+                        raise await registry_error(resp, f"blob upload for {known}")
                     location = urljoin(self.base + "/", resp.headers.get("Location", "") or location)
                 finally:
                     resp.release()
                 offset += len(chunk)
             body, size = _empty(), 0
+        blob_digest = digest if isinstance(digest, str) else digest()
         target = urlsplit(location)
-        query = urlencode(parse_qsl(target.query, keep_blank_values=True) + [("digest", digest)])
+        query = urlencode(parse_qsl(target.query, keep_blank_values=True) + [("digest", blob_digest)])
         put_url = urlunsplit((target.scheme, target.netloc, target.path, query, ""))
         resp = await self.request("PUT", put_url, data=body, retry=False, headers={
             "Content-Type": "application/octet-stream", "Content-Length": str(size)})
         try:
             if resp.status not in (201, 204):
-                raise await registry_error(resp, f"blob upload for {digest}")
+                raise await registry_error(resp, f"blob upload for {blob_digest}")
         finally:
             resp.release()
 
