@@ -622,6 +622,7 @@ class ContainerService:
 
     async def start(self, ref: str) -> None:
         container = self._get(ref)
+        starting = False
         try:
             async with self._lock(container.id):
                 container = self._get(container.id)
@@ -631,9 +632,11 @@ class ContainerService:
                     raise NotModified("container already started")
                 if container.id in self._removing:
                     raise Conflict("container is marked for removal and cannot be started")
+                starting = True
                 await self._start_locked(container)
-        except (RuntimeFailure, _JoinFailed, _JoinNotFound):
-            if container.host_config.get("AutoRemove"):  # as Docker: a --rm container that cannot start is removed
+        except AiodockError:
+            # As Docker: a --rm container that cannot start is removed (its waiters for "removed" then answer).
+            if starting and container.host_config.get("AutoRemove"):
                 try:
                     await self.remove(container.id, force=True)
                 except NotFound:

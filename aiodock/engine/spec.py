@@ -93,7 +93,12 @@ def _bind_mounts(host_config: dict[str, Any], container_id: str = "", config: di
                                   "invalid mount path: '" + dst + "' mount path must be absolute")
         if not src.startswith("/"):
             continue  # a named volume (below)
-        os.makedirs(src, exist_ok=True)  # -v creates a missing host dir, as Docker does
+        if not os.path.exists(src):  # -v creates a missing host dir, as Docker does; a file is bound as it is
+            try:
+                os.makedirs(src, exist_ok=True)
+            except OSError as exc:
+                raise InvalidArgument(f"error while creating mount source path '{src}': mkdir {src}: "
+                                      f"{(exc.strerror or str(exc)).lower()}") from None
         options = ["rbind", "ro" if "ro" in mode else "rw"]
         options += [m for m in mode if m in ("private", "rprivate", "shared", "rshared", "slave", "rslave")]
         result.append({"destination": dst, "type": "bind", "source": src, "options": options})

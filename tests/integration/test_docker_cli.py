@@ -183,3 +183,25 @@ def test_version_and_info(daemon: Daemon) -> None:
     assert info["DockerRootDir"] == str(daemon.data_root)
     version = daemon.docker("version", "--format", "{{.Server.APIVersion}}", check=True).stdout.strip()
     assert version == "1.44"
+
+
+def test_bind_of_a_host_file_and_a_failed_start_with_rm(daemon: Daemon, busybox: str) -> None:
+    """-v /host/file:/path binds the file; a bind source that cannot be made fails the start with Docker's
+    message, and an attached `docker run --rm` ends (125/126) instead of waiting, leaving no container."""
+    shared = Path(tempfile.mkdtemp(prefix="adk-bind-", dir="/tmp"))
+    try:
+        (shared / "f.txt").write_text("a host file\n")
+        proc = daemon.docker("run", "--rm", "-v", f"{shared}/f.txt:/etc/motd:ro", busybox, "cat", "/etc/motd")
+        assert (proc.returncode, proc.stdout) == (0, "a host file\n"), proc.stderr
+        bad = f"{shared}/f.txt/sub"  # under a file: mkdir cannot make it
+        proc = daemon.docker("run", "--rm", "--name", "adk-badbind", "-v", f"{bad}:/x", busybox, "true", timeout=30)
+        assert proc.returncode in (125, 126), (proc.returncode, proc.stderr)
+        assert f"error while creating mount source path '{bad}': mkdir {bad}: not a directory" in proc.stderr
+        assert daemon.docker("ps", "-aq", "--filter", "name=adk-badbind").stdout.strip() == ""
+        proc = daemon.docker("run", "--name", "adk-badbind", "-v", f"{bad}:/x", busybox, "true", timeout=30)
+        assert proc.returncode in (125, 126), (proc.returncode, proc.stderr)
+        state = daemon.docker("inspect", "-f", "{{.State.Status}}", "adk-badbind", check=True).stdout.strip()
+        assert state == "created"
+    finally:
+        daemon.docker("rm", "-f", "adk-badbind")
+        shutil.rmtree(shared)
