@@ -107,6 +107,7 @@ class Daemon:
         self.docker_events = DockerEvents()
         self.containers.set_docker_events(self.docker_events)
         self.volumes.set_docker_events(self.docker_events)
+        self.networks.set_docker_events(self.docker_events)
         self.execs = ExecService(containers=self.containers, images=self.images, tasks=self.tasks,
                                  events=self.docker_events)
         self.containers.set_exec_lookup(self.execs.exec_ids)

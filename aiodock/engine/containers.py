@@ -234,6 +234,17 @@ class ContainerService:
         """Where Docker's events (GET /events) are recorded; the daemon wires it."""
         self._docker_events = events
 
+    def _volume_events(self, action: str, container: Container) -> None:
+        """Docker's volume mount (before the container's start event) and unmount (after its die) events."""
+        if self._docker_events is None:
+            return
+        for vol in container_volumes(container.id, container.config, container.host_config):
+            attributes = {"container": container.id, "driver": "local"}
+            if action == "mount":
+                attributes.update({"destination": vol.destination, "propagation": "",
+                                   "read/write": "true" if vol.rw else "false"})
+            self._docker_events.record("volume", action, vol.name, attributes)
+
     def _emit(self, action: str, container: Container | str, **extra: Any) -> None:
         """Record a Docker container event (no-op until set_docker_events)."""
         events = self._docker_events
@@ -709,6 +720,7 @@ class ContainerService:
             status="running", pid=info.pid, exit_code=0, error="", started_at=rfc3339nano(),
             finished_at="0001-01-01T00:00:00Z", oom_killed=False,
         ))
+        self._volume_events("mount", container)
         self._emit("start", cid)  # docker event
         self._monitors[cid] = asyncio.create_task(self._monitor(cid))
         if self._health is not None:
@@ -772,6 +784,7 @@ class ContainerService:
             if oom_killed:
                 self._emit("oom", container)  # docker event, before "die" as Docker sends them
             self._emit("die", container, exitCode=str(exit_code))  # docker event
+            self._volume_events("unmount", container)
             auto_remove = bool(container.host_config.get("AutoRemove"))
             delay = self._restart_delay(container)  # decided before stop/restart/rm callers wake up
             self._notify_exit(cid, exit_code)  # stop/wait answer now; the clean-up below still holds the lock

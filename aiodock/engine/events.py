@@ -113,6 +113,12 @@ class EventFilter:
             candidates |= {_strip_tag(c) for c in candidates}
             if not any(i in candidates or _strip_tag(i) in candidates for i in images):
                 return False
+        for key in ("network", "volume"):  # Docker's fuzzy name match: the actor's id or name, or a prefix
+            wanted = self._values(key)
+            if wanted and not any(
+                    event.actor_id.startswith(w) or str(event.attributes.get("name", "")).startswith(w)
+                    for w in wanted if w):
+                return False
         for want in self._values("label"):
             key, sep, value = want.partition("=")
             if key not in event.attributes or (sep and event.attributes[key] != value):

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiodock.engine.events import DockerEvents
 from aiodock.errors import AiodockError, Conflict, InvalidArgument, NotFound, NotImplementedYet
 from aiodock.log import get_logger
 from aiodock.network import bridge, dns, files, nat, netns, veth
@@ -211,6 +212,7 @@ class NetworkService:
         self.proxy = proxy or PortProxy(dnat=None if userland_proxy else functools.partial(nat.program_dnat,
                                                                                            bridge_name))
         self._isolation = nat.isolation_chain(bridge_name)  # this daemon's networks cannot reach each other
+        self._events: DockerEvents | None = None  # set_docker_events
 
         def builtin_id(name: str) -> str:
             return hashlib.sha256(f"aiodock-{name}:{bridge_name}:{self.subnet}".encode()).hexdigest()
@@ -239,6 +241,17 @@ class NetworkService:
         self._names: NameLookup | None = None
         self._epconfig_dir = self._root / "endpoint-config"
         self._dns_dir = self._root / "dns"
+
+    def set_docker_events(self, events: DockerEvents) -> None:
+        """Where network create/connect/disconnect/destroy events (GET /events, type network) are recorded."""
+        self._events = events
+
+    def _event(self, action: str, net: Network, container_id: str = "") -> None:
+        if self._events is not None:
+            attributes = {"name": net.name, "type": net.driver}
+            if container_id:
+                attributes["container"] = container_id
+            self._events.record("network", action, net.id, attributes)
 
     def set_container_lookup(self, lookup: ContainerLookup) -> None:
         """How connect/disconnect and network inspect find containers (ContainerService.inspect)."""
@@ -353,7 +366,8 @@ class NetworkService:
                 raise
             self._networks[nid] = net
             self._ready.add(nid)
-            return {"Id": nid, "Warning": ""}
+        self._event("create", net)
+        return {"Id": nid, "Warning": ""}
 
     async def remove_network(self, ref: str) -> None:
         async with self._lock:
@@ -375,6 +389,7 @@ class NetworkService:
                 (self._root / "ipam" / f"{net.id}.json").unlink(missing_ok=True)
 
             await asyncio.to_thread(forget)
+        self._event("destroy", net)
 
     async def prune_networks(self) -> dict[str, Any]:
         deleted = []
@@ -432,6 +447,7 @@ class NetworkService:
                     self._attachments[cid][net.id] = att
                     await self._save_endpoints(cid)
                     await self._start_dns(cid, None)
+                    self._event("connect", net, cid)
             except BaseException:
                 await self._drop_config(cid, net.id)
                 raise
@@ -451,6 +467,7 @@ class NetworkService:
             if att is not None:
                 await self._release_endpoint(att)
                 await self._save_endpoints(cid)
+                self._event("disconnect", net, cid)
             await self._drop_config(cid, net.id)
             await self._save_connections(cid, [n for n in extra if n != net.id])
 
@@ -525,6 +542,8 @@ class NetworkService:
                 await self._detach_locked(container_id)
                 await self._teardown_default_if_unused()
                 raise
+            for net in nets:
+                self._event("connect", net, container_id)
             return self._attachments[container_id][primary.id]
 
     async def _detach_locked(self, container_id: str) -> None:
@@ -536,6 +555,9 @@ class NetworkService:
         await self.proxy.unpublish(container_id)
         for att in eps.values():
             await self._release_endpoint(att)
+            net = self._networks.get(att.network_id)
+            if net is not None:
+                self._event("disconnect", net, container_id)
 
         def blocking() -> None:
             try:

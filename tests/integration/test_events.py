@@ -84,6 +84,39 @@ def test_image_events(daemon: Daemon) -> None:
     assert [e["Action"] for e in _events(daemon, since, "image=evimage:v1")] == ["tag"]
 
 
+def test_network_and_volume_events(daemon: Daemon) -> None:
+    """network create/connect/disconnect/destroy and volume create/mount/unmount/destroy, as Docker emits them."""
+    since = _now()
+    nid = daemon.docker("network", "create", "evnet", check=True).stdout.strip()
+    try:
+        cid = daemon.docker("run", "-d", "--network", "evnet", "-v", "evvol:/data", "busybox:latest", "sleep",
+                            "600", check=True).stdout.strip()
+        daemon.docker("network", "connect", "bridge", cid, check=True)
+        daemon.docker("network", "disconnect", "bridge", cid, check=True)
+        daemon.docker("rm", "-f", cid, check=True)
+    finally:
+        daemon.docker("network", "rm", "evnet")
+        daemon.docker("volume", "rm", "evvol")
+    network = _events(daemon, since, "type=network")
+    bridge_id = json.loads(daemon.docker("network", "inspect", "bridge", check=True).stdout)[0]["Id"]
+    assert [(e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"].get("container")) for e in network] == [
+        ("create", nid, None), ("connect", nid, cid), ("connect", bridge_id, cid), ("disconnect", bridge_id, cid),
+        ("disconnect", nid, cid), ("destroy", nid, None)]
+    assert network[0]["Actor"]["Attributes"] == {"name": "evnet", "type": "bridge"}
+    assert [e["Action"] for e in _events(daemon, since, "network=evnet")] == [
+        "create", "connect", "disconnect", "destroy"]
+    volume = _events(daemon, since, "type=volume")
+    assert [(e["Action"], e["Actor"]["ID"]) for e in volume] == [
+        ("create", "evvol"), ("mount", "evvol"), ("unmount", "evvol"), ("destroy", "evvol")]
+    assert volume[1]["Actor"]["Attributes"] == {"container": cid, "destination": "/data", "driver": "local",
+                                                "propagation": "", "read/write": "true"}
+    assert [e["Action"] for e in _events(daemon, since, "volume=evvol", "event=mount")] == ["mount"]
+    # the order a `docker run` shows: the volume is mounted and the network connected before the start
+    everything = [(e["Type"], e["Action"]) for e in _events(daemon, since)]
+    assert everything.index(("volume", "mount")) < everything.index(("container", "start"))
+    assert everything.index(("network", "connect")) < everything.index(("container", "start"))
+
+
 def test_live_stream_with_docker_py(daemon: Daemon) -> None:
     client = docker.DockerClient(base_url=daemon.host, version="1.44", timeout=60)
     seen: list[dict[str, Any]] = []
