@@ -107,13 +107,16 @@ class Daemon:
         self.bridge_name, self.bip = _bridge_for(root)  # each daemon its own bridge and subnet (issue #5)
         self.proc: subprocess.Popen[bytes] | None = None
         self.env = dict(os.environ, DOCKER_HOST=self.host, DOCKER_CONFIG=str(self.docker_config))
+        self.extra_args: list[str] = []  # more daemon flags, for every start
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
+        """Start the daemon with its test flags, ``extra_args`` and ``extra``; return once it answers /_ping."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aiodock.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
              "--exec-root", str(self.exec_root), "--cgroup-parent", self.cgroup_parent, "--log-format", "console",
-             "--log-level", "debug", "--bridge-name", self.bridge_name, "--bip", self.bip],
+             "--log-level", "debug", "--bridge-name", self.bridge_name, "--bip", self.bip, *self.extra_args,
+             *extra],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         )
         log.close()

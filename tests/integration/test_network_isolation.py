@@ -12,7 +12,6 @@ import ipaddress
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -357,34 +356,12 @@ def test_ps_filters_publish_expose_network(net: Daemon) -> None:
         force_clean(net, [f"br-{nid[:12]}"])
 
 
-def start_with(d: Daemon, *extra: str) -> None:
-    """Daemon.start with extra daemon flags."""
-    log = open(d.log_path, "ab")
-    d.proc = subprocess.Popen(
-        [sys.executable, "-m", "aiodock.daemon.main", "-H", d.host, "--data-root", str(d.data_root),
-         "--exec-root", str(d.exec_root), "--cgroup-parent", d.cgroup_parent, "--log-format", "console",
-         "--log-level", "debug", "--bridge-name", d.bridge_name, "--bip", d.bip, *extra],
-        stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    log.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if d.proc.poll() is not None:
-            raise RuntimeError(f"daemon exited {d.proc.returncode}:\n{d.log_path.read_text()[-3000:]}")
-        try:
-            if d.api("GET", "/_ping", timeout=2)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("daemon did not answer /_ping:\n" + d.log_path.read_text()[-3000:])
-
-
 def test_userland_proxy_false_serves_ports_with_dnat(fresh_daemon: Daemon) -> None:
     d = fresh_daemon
     before = iptables_save()
     dnat = f"ADK-DNAT-{d.bridge_name}"
     d.stop()
-    start_with(d, "--userland-proxy=false")
+    d.start("--userland-proxy=false")
     web = ""
     try:
         gateway = d.bip.split("/")[0]
@@ -410,7 +387,7 @@ def test_userland_proxy_false_serves_ports_with_dnat(fresh_daemon: Daemon) -> No
         # kill -9 leaves the rules: the kernel serves the port with no daemon at all (it is not the proxy) ...
         d.kill9()
         assert http_get(f"http://127.0.0.1:{port}/hostname").strip() == web[:12].encode()
-        start_with(d, "--userland-proxy=false")  # ... and the next daemon re-creates exactly one set
+        d.start("--userland-proxy=false")  # ... and the next daemon re-creates exactly one set
         assert http_get(f"http://127.0.0.1:{port}/hostname").strip() == web[:12].encode()
         rules = iptables_save()
         assert rules.count(f"--to-destination {ip}:80\n") == 1
@@ -418,7 +395,7 @@ def test_userland_proxy_false_serves_ports_with_dnat(fresh_daemon: Daemon) -> No
         # a graceful stop removes the DNAT rules (nothing serves the port while the daemon is away) ...
         d.stop()
         assert dnat not in iptables_save()
-        start_with(d, "--userland-proxy=false")  # ... and the next start re-creates them
+        d.start("--userland-proxy=false")  # ... and the next start re-creates them
         assert http_get(f"http://127.0.0.1:{port}/hostname").strip() == web[:12].encode()
         d.docker("stop", "-t", "0", keep, check=True)  # a stopped container's rules go with its endpoint
         assert f"-A {dnat} -d 127.0.0.1/32 -p tcp -m tcp --dport {port} " in iptables_save()

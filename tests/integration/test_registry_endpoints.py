@@ -22,7 +22,6 @@ import sys
 import tarfile
 import tempfile
 import threading
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -38,34 +37,6 @@ pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="ne
               pytest.mark.skipif(DOCKER is None, reason="needs the docker CLI"),
               pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")]
 __all__ = ["registry"]  # fixture
-
-
-class RegistryDaemon(Daemon):
-    """A test daemon started with extra registry flags."""
-
-    def __init__(self, root: Path, extra: list[str]) -> None:
-        super().__init__(root)
-        self.extra = extra
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aiodock.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
-             "--exec-root", str(self.exec_root), "--cgroup-parent", self.cgroup_parent, "--log-format", "console",
-             "--log-level", "debug", "--bridge-name", self.bridge_name, "--bip", self.bip, *self.extra],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if self.api("GET", "/_ping", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("daemon did not answer /_ping:\n" + self.log_path.read_text()[-3000:])
 
 
 def openssl(*args: str) -> None:
@@ -94,7 +65,7 @@ def make_pki(folder: Path, ip: str) -> dict[str, Path]:
 
 
 class Setup:
-    def __init__(self, daemon: RegistryDaemon, certs_dir: Path, pki: dict[str, Path], tls: Registry,
+    def __init__(self, daemon: Daemon, certs_dir: Path, pki: dict[str, Path], tls: Registry,
                  mtls: Registry, insecure: Registry, plain: Registry, mirror: Proxy) -> None:
         self.daemon, self.certs_dir, self.pki = daemon, certs_dir, pki
         self.tls, self.mtls, self.insecure, self.plain, self.mirror = tls, mtls, insecure, plain, mirror
@@ -109,7 +80,7 @@ def setup(busybox_tar: Path, registry: Registry) -> Iterator[Setup]:
     root = new_daemon_root()
     certs_dir = root / "certs.d"
     certs_dir.mkdir()
-    d = RegistryDaemon(root, [])
+    d = Daemon(root)
     ip = d.bip.split("/")[0]
     pki = make_pki(root / "pki", ip)
     server = (pki["server"], pki["server_key"])
@@ -119,8 +90,8 @@ def setup(busybox_tar: Path, registry: Registry) -> Iterator[Setup]:
     with Proxy(registry.host) as mirror:
         (root / "daemon.json").write_text(json.dumps({
             "insecure-registries": ["10.254.0.0/16"], "registry-mirrors": [f"http://{mirror.host}"]}))
-        d.extra = ["--config-file", str(root / "daemon.json"), "--registry-certs-dir", str(certs_dir),
-                   "--insecure-registry", insecure_reg.host]
+        d.extra_args = ["--config-file", str(root / "daemon.json"), "--registry-certs-dir", str(certs_dir),
+                        "--insecure-registry", insecure_reg.host]
         try:
             d.start()
             d.load(busybox_tar)
