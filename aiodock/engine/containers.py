@@ -414,6 +414,9 @@ class ContainerService:
             cname = self._names.generate(container_id)
         if not cfg.get("Hostname"):
             cfg["Hostname"] = container_id[:12] if mode != "host" else _host_name()
+        mac = _mac_address(body, mode)
+        if mac:
+            cfg["MacAddress"] = mac
         container = Container(
             id=container_id, name=cname, created=rfc3339nano(), path=command[0], args=tuple(command[1:]),
             config=cfg, host_config=_default_host_config(host_config), image_id=image.id,
@@ -670,7 +673,8 @@ class ContainerService:
         if self._networks is not None:
             attachment = await self._networks.attach(
                 cid, mode, port_bindings=hc.get("PortBindings"), publish_all=bool(hc.get("PublishAllPorts")),
-                exposed_ports=container.config.get("ExposedPorts"), dns_servers=hc.get("Dns"))
+                exposed_ports=container.config.get("ExposedPorts"), dns_servers=hc.get("Dns"),
+                mac_address=container.config.get("MacAddress") or None)
         try:
             await asyncio.to_thread(
                 write_container_files, cdir, container.config.get("Hostname") or cid[:12], mode == "host",
@@ -1667,6 +1671,29 @@ def _status_text(container: Container) -> str:
     if st.status == "exited":
         return f"Exited ({st.exit_code}) " + human_duration(now - parse_rfc3339(st.finished_at).timestamp()) + " ago"
     return "Created"
+
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+def _mac_address(body: dict[str, Any], mode: str) -> str:
+    """--mac-address: Config.MacAddress (API < 1.44) or the MacAddress of the one endpoint a create names (1.44),
+    checked as Docker checks it; lower-case, as the kernel shows it."""
+    mac = body.get("MacAddress") or ""
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    if not mac and isinstance(endpoints, dict) and len(endpoints) == 1:  # the primary one ("default" or a name)
+        primary = next(iter(endpoints.values()))
+        if isinstance(primary, dict):
+            mac = primary.get("MacAddress") or ""
+    if not mac:
+        return ""
+    if not isinstance(mac, str) or not _MAC_RE.match(mac):
+        raise InvalidArgument(f"invalid MAC address: {mac}")
+    if int(mac[:2], 16) & 1:
+        raise InvalidArgument(f"invalid MAC address: {mac}: a multicast address")
+    if mode in ("host", "none"):
+        raise InvalidArgument("conflicting options: mac-address and the network mode")
+    return mac.lower()
 
 
 class _JoinFailed(Conflict):

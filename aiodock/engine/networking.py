@@ -474,7 +474,7 @@ class NetworkService:
     # ---- attach / detach ------------------------------------------------------------------------------------------
 
     async def _endpoint(self, cid: str, net: Network, path: Path, index: int,
-                        requests: list[PortRequest] | None = None) -> NetworkAttachment:
+                        requests: list[PortRequest] | None = None, mac: str | None = None) -> NetworkAttachment:
         await self._ensure_ready(net)
         pool = self._pools[net.id]
         ip = await asyncio.to_thread(self._allocate, pool, cid, net.id)
@@ -482,7 +482,7 @@ class NetworkService:
         try:
             await asyncio.to_thread(
                 veth.create, container_id=cid, netns_path=path, bridge=net.bridge, ip=ip, prefix_len=prefix,
-                gateway=net.gateway if index == 0 and not net.internal else None, index=index)
+                gateway=net.gateway if index == 0 and not net.internal else None, index=index, mac=mac)
             if self.proxy.dnat:  # as dockerd without the userland proxy: hairpin NAT to the container's own ports
                 await asyncio.to_thread(bridge.set_hairpin, net.bridge, veth.host_name(cid, index))
             # as Docker: no published port on an --internal network
@@ -495,7 +495,7 @@ class NetworkService:
         return NetworkAttachment(
             container_id=cid, network_name=net.name, network_id=net.id,
             endpoint_id=hashlib.sha256(f"{cid}:{net.id}:{ip}".encode()).hexdigest(), netns_path=str(path), ip=ip,
-            prefix_len=prefix, gateway=net.gateway, mac=veth.mac_for(ip), interface=f"eth{index}",
+            prefix_len=prefix, gateway=net.gateway, mac=mac or veth.mac_for(ip), interface=f"eth{index}",
             ports=tuple(ports))
 
     async def _release_endpoint(self, att: NetworkAttachment) -> None:
@@ -517,7 +517,8 @@ class NetworkService:
 
     async def attach(self, container_id: str, mode: str, *, port_bindings: dict[str, Any] | None = None,
                      publish_all: bool = False, exposed_ports: dict[str, Any] | None = None,
-                     dns_servers: list[str] | None = None) -> NetworkAttachment | None:
+                     dns_servers: list[str] | None = None, mac_address: str | None = None,
+                     ) -> NetworkAttachment | None:
         """Connect a container about to start; ``None`` for modes that need no endpoint (host, none)."""
         if mode in ("host", "none") or mode.startswith("container:"):
             return None
@@ -534,7 +535,8 @@ class NetworkService:
                 await asyncio.to_thread(netns.delete, path)
                 await asyncio.to_thread(netns.create, path)
                 for index, net in enumerate(nets):
-                    att = await self._endpoint(container_id, net, path, index, requests if index == 0 else None)
+                    att = await self._endpoint(container_id, net, path, index, requests if index == 0 else None,
+                                               mac_address if index == 0 else None)
                     self._attachments[container_id][net.id] = att
                 await self._save_endpoints(container_id)
                 await self._start_dns(container_id, dns_servers)

@@ -30,12 +30,13 @@ def host_name(container_id: str, index: int = 0) -> str:
 
 
 def create(*, container_id: str, netns_path: Path, bridge: str, ip: str, prefix_len: int, gateway: str | None,
-           mtu: int = 1500, index: int = 0) -> str:
+           mtu: int = 1500, index: int = 0, mac: str | None = None) -> str:
     """Create the pair and configure both ends (the container end is eth<index>); returns the host end's name.
-    ``gateway`` None: no default route (a second network of a container)."""
+    ``gateway`` None: no default route (a second network of a container). ``mac``: the container end's address
+    (--mac-address), else Docker's from the IP."""
     host = host_name(container_id, index)
     peer = f"vp{container_id[:9]}x{index}"
-    mac = mac_for(ip)
+    mac = mac or mac_for(ip)
     with iproute() as ipr:
         old = link_index(ipr, host)
         if old is not None:  # a leftover of an earlier, interrupted attach

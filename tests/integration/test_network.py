@@ -397,3 +397,28 @@ def test_udp_flows_expire_when_idle() -> None:
             server.close()
 
     asyncio.run(scenario())
+
+
+def test_mac_address(net: Daemon) -> None:
+    """--mac-address: the CLI (API 1.44) sends it in the primary endpoint; older clients in Config.MacAddress."""
+    proc = net.docker("run", "--rm", "--mac-address", "02:42:AC:11:FF:01", "busybox", "cat", "/sys/class/net/eth0/address")
+    assert (proc.returncode, proc.stdout.strip()) == (0, "02:42:ac:11:ff:01"), proc.stderr
+    cid = net.docker("run", "-d", "--mac-address", "02:42:ac:11:ff:02", "busybox", "sleep", "60",
+                     check=True).stdout.strip()
+    try:
+        settings = inspect(net, cid)["NetworkSettings"]
+        assert settings["MacAddress"] == settings["Networks"]["bridge"]["MacAddress"] == "02:42:ac:11:ff:02"
+    finally:
+        net.docker("rm", "-f", cid)
+    status, body = net.api("POST", "/v1.41/containers/create", {"Image": "busybox", "Cmd": ["true"],
+                                                                 "MacAddress": "02:42:ac:11:ff:03"})
+    assert status == 201, body
+    net.docker("rm", "-f", json.loads(body)["Id"], check=True)
+    for bad, message in (("zz:42:ac:11:ff:03", "invalid MAC address: zz:42:ac:11:ff:03"),
+                         ("03:42:ac:11:ff:03", "invalid MAC address: 03:42:ac:11:ff:03: a multicast address")):
+        status, body = net.api("POST", "/v1.41/containers/create", {"Image": "busybox", "Cmd": ["true"],
+                                                                     "MacAddress": bad})
+        assert (status, json.loads(body)) == (400, {"message": message}), body
+    status, body = net.api("POST", "/v1.41/containers/create", {
+        "Image": "busybox", "Cmd": ["true"], "MacAddress": "02:42:ac:11:ff:03", "HostConfig": {"NetworkMode": "host"}})
+    assert (status, json.loads(body)) == (400, {"message": "conflicting options: mac-address and the network mode"})
