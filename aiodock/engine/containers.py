@@ -31,7 +31,7 @@ from aiodock.core.runtime.tasks import TaskManager, TaskSpec, TaskStdin
 from aiodock.engine.archive import bind_in_root, copy_up
 from aiodock.engine.backend import AttachOptions, LogOptions, OutputChunk, StdinSink, WaitResult
 from aiodock.engine.events import DockerEvents
-from aiodock.engine.filters import labels_match, network_match, port_filter, ports_match
+from aiodock.engine.filters import labels_match, network_match, port_filter, ports_match, until_timestamp
 from aiodock.engine.images import Image, ImageService
 from aiodock.engine.names import NameRegistry
 from aiodock.engine.networking import NetworkService
@@ -1246,7 +1246,7 @@ class ContainerService:
             raise InvalidArgument(f"invalid filter '{min(unknown)}'")
         deleted: list[str] = []
         reclaimed = 0
-        until = _parse_until(filters.get("until"))
+        until = until_timestamp(filters.get("until"))
         for container in list(self._containers.values()):
             if container.state.running or container.state.status == "removing":
                 continue
@@ -1752,15 +1752,3 @@ def _rmdir_quietly(path: Path) -> None:
         pass
 
 
-def _parse_until(values: builtins.list[str] | None) -> float | None:
-    if not values:
-        return None
-    raw = values[0]
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    try:
-        return parse_rfc3339(raw).timestamp()
-    except ValueError:
-        raise InvalidArgument(f"invalid until filter: {raw}") from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aiodock.engine.state import parse_rfc3339
 from aiodock.errors import InvalidArgument
 
 
@@ -20,6 +21,21 @@ def labels_match(labels: Mapping[str, str], filters: Mapping[str, list[str]]) ->
         if key in labels and (not sep or labels[key] == value):
             return False
     return True
+
+
+def until_timestamp(values: Sequence[str] | None) -> float | None:
+    """The prune filters' `until` (a Unix time or an RFC 3339 one) as a Unix time; None when not given."""
+    if not values:
+        return None
+    raw = values[0]
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        return parse_rfc3339(raw).timestamp()
+    except ValueError:
+        raise InvalidArgument(f"invalid until filter: {raw}") from None
 
 
 def _parse_uint16(text: str) -> int:

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from aiodock.engine.events import DockerEvents
+from aiodock.engine.filters import labels_match, until_timestamp
+from aiodock.engine.state import parse_rfc3339
 from aiodock.errors import AiodockError, Conflict, InvalidArgument, NotFound, NotImplementedYet
 from aiodock.log import get_logger
 from aiodock.network import bridge, dns, files, nat, netns, veth
@@ -391,10 +393,20 @@ class NetworkService:
             await asyncio.to_thread(forget)
         self._event("destroy", net)
 
-    async def prune_networks(self) -> dict[str, Any]:
+    async def prune_networks(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        """POST /networks/prune: the unused user networks, with Docker's `until` and `label`/`label!` filters."""
+        filters = filters or {}
+        for key in filters:
+            if key not in ("until", "label", "label!"):
+                raise InvalidArgument(f"invalid filter '{key}'")
+        until = until_timestamp(filters.get("until"))
         deleted = []
         for net in list(self._networks.values()):
             if net.builtin or self._users(net.id) or any(net.id in e for e in self._connections.values()):
+                continue
+            if not labels_match(net.labels, filters):
+                continue
+            if until is not None and parse_rfc3339(net.created).timestamp() >= until:
                 continue
             try:
                 await self.remove_network(net.id)

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -422,3 +423,45 @@ def test_mac_address(net: Daemon) -> None:
     status, body = net.api("POST", "/v1.41/containers/create", {
         "Image": "busybox", "Cmd": ["true"], "MacAddress": "02:42:ac:11:ff:03", "HostConfig": {"NetworkMode": "host"}})
     assert (status, json.loads(body)) == (400, {"message": "conflicting options: mac-address and the network mode"})
+
+
+def test_docker_py_networks_api(net: Daemon) -> None:
+    """docker-py's high-level networks API: create with IPAM and labels, list with filters, get, connect with an
+    alias and a fixed address, disconnect, remove, prune."""
+    import docker
+    from docker.types import IPAMConfig, IPAMPool
+
+    n = int(net.bip.split(".")[2])
+    client = docker.DockerClient(base_url=net.host, timeout=60)
+    network = client.networks.create(
+        "adk-py", driver="bridge", labels={"team": "py"},
+        ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=f"10.212.{n}.0/24", gateway=f"10.212.{n}.254")]))
+    spare = client.networks.create("adk-py-spare")
+    container = client.containers.run("busybox", ["sleep", "60"], detach=True)
+    try:
+        assert network.attrs["IPAM"]["Config"] == [{"Subnet": f"10.212.{n}.0/24", "Gateway": f"10.212.{n}.254"}]
+        assert [x.name for x in client.networks.list(filters={"label": "team=py"})] == ["adk-py"]
+        assert client.networks.get(network.id[:12]).name == "adk-py"
+        network.connect(container, aliases=["pyalias"], ipv4_address=f"10.212.{n}.7")
+        network.reload()
+        assert list(network.attrs["Containers"]) == [container.id]
+        container.reload()
+        endpoint = container.attrs["NetworkSettings"]["Networks"]["adk-py"]
+        assert endpoint["IPAddress"] == f"10.212.{n}.7" and "pyalias" in endpoint["Aliases"]
+        out = container.exec_run(["ip", "-4", "-o", "addr", "show", "eth1"]).output.decode()
+        assert f"10.212.{n}.7/24" in out, out
+        network.disconnect(container)
+        network.reload()
+        assert network.attrs["Containers"] == {}
+        container.remove(force=True)
+        assert client.networks.prune(filters={"until": "2000-01-01T00:00:00Z"}) == {"NetworksDeleted": None}
+        assert client.networks.prune(filters={"label": "team=py"}) == {"NetworksDeleted": ["adk-py"]}
+        status, body = net.api("POST", "/networks/prune?filters=" + urllib.parse.quote(json.dumps({"foo": ["x"]})))
+        assert (status, json.loads(body)) == (400, {"message": "invalid filter 'foo'"})
+        spare.remove()
+        assert {x.name for x in client.networks.list()} == {"bridge", "host", "none"}
+    finally:
+        container.remove(force=True) if container.id in {c.id for c in client.containers.list(all=True)} else None
+        for name in ("adk-py", "adk-py-spare"):
+            net.docker("network", "rm", name)
+        client.close()

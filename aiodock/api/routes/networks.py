@@ -24,7 +24,7 @@ class NetworkBackend(Protocol):
 
     async def disconnect(self, network_ref: str, container_ref: str, force: bool = False) -> None: ...
 
-    async def prune_networks(self) -> dict[str, Any]: ...
+    async def prune_networks(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]: ...
 
 
 NETWORKS = web.AppKey("networks", NetworkBackend)
@@ -51,7 +51,7 @@ async def create(request: web.Request) -> web.Response:
 
 @routes.post("/networks/prune")
 async def prune(request: web.Request) -> web.Response:
-    return streams.json_response(await _backend(request).prune_networks())
+    return streams.json_response(await _backend(request).prune_networks(params.filters(request)))
 
 
 @routes.get("/networks/{id}")
