@@ -1443,13 +1443,14 @@ class ContainerService:
         container = self._get(ref)
         path = self._files.log_path(container.id)
         tty = bool(container.config.get("Tty"))  # issue #3: a TTY container's log is sent raw
+        # Streamed a bounded piece at a time; without per-line timestamps, consecutive lines of a stream go out
+        # as one chunk (one frame).
+        coalesce = 0 if options.timestamps else jsonfile.COALESCE_BYTES
+        stop: asyncio.Event | Callable[[], bool] = _read_once
         if options.follow and container.state.running:
-            return tty, self._follow(path, options.since, options.stdout, options.stderr, options.tail,
-                                     self._exit_event(container.id), options.until)
-        entries = await asyncio.to_thread(
-            jsonfile.read_entries, path, since=options.since, until=options.until, tail=options.tail,
-            stdout=options.stdout, stderr=options.stderr)
-        return tty, _from_entries(entries)
+            stop = self._exit_event(container.id)
+        return tty, self._follow(path, options.since, options.stdout, options.stderr, options.tail, stop,
+                                 options.until, coalesce)
 
     def _exit_event(self, cid: str) -> asyncio.Event:
         """An event set when the container next exits (or is removed): ends log follows and attaches."""
@@ -1458,10 +1459,10 @@ class ContainerService:
         return event
 
     async def _follow(self, path: Any, since: datetime | None, stdout: bool, stderr: bool, tail: int | None,
-                      stop: asyncio.Event, until: datetime | None = None) -> AsyncIterator[OutputChunk]:
-        async for entry in jsonfile.follow(path, since=since, stdout=stdout, stderr=stderr, tail=tail, stop=stop):
-            if until is not None and entry.time > until:
-                break
+                      stop: asyncio.Event | Callable[[], bool], until: datetime | None = None,
+                      coalesce: int = 0) -> AsyncIterator[OutputChunk]:
+        async for entry in jsonfile.follow(path, since=since, until=until, stdout=stdout, stderr=stderr, tail=tail,
+                                           stop=stop, coalesce=coalesce):
             yield OutputChunk(entry.stream, entry.data, entry.time)
 
     async def attach(self, ref: str, options: AttachOptions
@@ -1472,10 +1473,8 @@ class ContainerService:
         if not options.stream:
             if not options.logs:
                 return tty, _from_entries([]), None
-            entries = await asyncio.to_thread(jsonfile.read_entries, self._files.log_path(container.id),
-                                              since=None, until=None, tail=None, stdout=options.stdout,
-                                              stderr=options.stderr)
-            return tty, _from_entries(entries), None
+            return tty, self._follow(self._files.log_path(container.id), None, options.stdout, options.stderr,
+                                     None, _read_once, None, jsonfile.COALESCE_BYTES), None
         stop = self._exit_event(container.id)
         sink: _AttachStdin | None = None
         if options.stdin and container.config.get("OpenStdin"):
@@ -1484,7 +1483,7 @@ class ContainerService:
         # it", which happens later, in a thread: output answering stdin sent right after the 101 would be lost.
         since = None if options.logs else datetime.now(UTC)
         source = self._follow(self._files.log_path(container.id), since, options.stdout, options.stderr,
-                              None, stop)
+                              None, stop, None, jsonfile.COALESCE_BYTES)
         self._emit("attach", container)  # docker event
         return tty, _pumped(source), sink
 
@@ -1624,21 +1623,35 @@ async def _from_entries(entries: list[jsonfile.LogEntry]) -> AsyncIterator[Outpu
         yield OutputChunk(entry.stream, entry.data, entry.time)
 
 
+def _read_once() -> bool:
+    """The `stop` of a log read that is not a follow: what is there now, then the end."""
+    return True
+
+
+_PUMP_DEPTH = 8  # chunks read ahead of a slow client (each up to jsonfile.COALESCE_BYTES): back-pressure beyond
+
+
 async def _pumped(source: AsyncIterator[OutputChunk]) -> AsyncIterator[OutputChunk]:
     """Start reading the source now (so its position is fixed before the caller returns), deliver lazily."""
-    queue: asyncio.Queue[OutputChunk | None] = asyncio.Queue()
+    queue: asyncio.Queue[OutputChunk | None] = asyncio.Queue(_PUMP_DEPTH)
+    ended = False
 
     async def pump() -> None:
+        nonlocal ended
         try:
             async for chunk in source:
-                queue.put_nowait(chunk)
+                await queue.put(chunk)
         finally:
-            queue.put_nowait(None)
+            ended = True
+            with contextlib.suppress(asyncio.QueueFull):  # full: the reader sees `ended` once it drained it
+                queue.put_nowait(None)
 
     task = asyncio.create_task(pump())
     await asyncio.sleep(0)
     try:
         while True:
+            if ended and queue.empty():
+                break
             item = await queue.get()
             if item is None:
                 break

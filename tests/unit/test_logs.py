@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aiodock.errors import InvalidArgument
+from aiodock.logs import jsonfile
 from aiodock.logs.format import encode_for_logs, format_entry
 from aiodock.logs.jsonfile import (
     MAX_PARTIAL_BYTES,
     JsonFileWriter,
     LogEntry,
+    datetime_to_ns,
+    encode_entry,
     follow,
     parse_log_opts,
     parse_size,
@@ -217,3 +222,168 @@ def test_log_opts_validation() -> None:
         parse_log_opts({"max-file": "0"})
     with pytest.raises(InvalidArgument, match="max-size must be a positive number"):
         parse_log_opts({"max-size": "0"})
+
+
+# ---------------------------------------------------------------------------------------------- fast paths
+
+
+@pytest.mark.parametrize("data", [
+    b"plain line\n\nanother one {}[]()\n" * 50,  # the bulk path
+    b'quotes " and \\ and <html> & \t tab\n' * 3,  # escapes: line by line
+    "h\u00e9llo \u2028 w\u00f6rld\n".encode() * 3 + b"bad \xff utf-8\n",
+    b"y" * (MAX_PARTIAL_BYTES + 5) + b"\n",  # a line written as two entries
+], ids=["plain", "escapes", "unicode", "long"])
+def test_writer_bulk_encoding_is_the_per_line_encoding(log_dir: Path, data: bytes) -> None:
+    path = log_dir / "c-json.log"
+    with JsonFileWriter(path) as writer:
+        writer.write("stderr", data, now=T0)
+    if len(data) > MAX_PARTIAL_BYTES:
+        pieces = [data[:MAX_PARTIAL_BYTES], data[MAX_PARTIAL_BYTES:]]
+    else:
+        pieces = data.splitlines(keepends=True)
+    assert path.read_bytes() == b"".join(encode_entry("stderr", piece, datetime_to_ns(T0)) for piece in pieces)
+    assert b"".join(lines_of(read_entries(path))) == data.replace(b"\xff", "\ufffd".encode())
+
+
+def test_writer_bulk_path_rotates_where_the_per_line_path_does(log_dir: Path) -> None:
+    one, many = log_dir / "one", log_dir / "many"
+    one.mkdir()
+    many.mkdir()
+    with JsonFileWriter(one / "c-json.log", max_size=1000, max_files=3) as writer:
+        for number in range(40):
+            writer.write("stdout", f"line {number:02d}\n".encode(), now=T0)
+    with JsonFileWriter(many / "c-json.log", max_size=1000, max_files=3) as writer:
+        writer.write("stdout", b"".join(f"line {number:02d}\n".encode() for number in range(40)), now=T0)
+    for name in ("c-json.log", "c-json.log.1", "c-json.log.2"):
+        assert (one / name).read_bytes() == (many / name).read_bytes()
+
+
+async def _collect(path: Path, **kwargs: Any) -> list[LogEntry]:
+    return [entry async for entry in follow(path, stop=lambda: True, **kwargs)]
+
+
+def _write_mixed(path: Path) -> list[tuple[str, bytes]]:
+    """stdout runs (plain and escaped), stderr lines, a foreign line and a torn one; returns what readers show."""
+    shown: list[tuple[str, bytes]] = []
+    with JsonFileWriter(path) as writer:
+        for number in range(300):
+            stream = "stderr" if number % 100 == 99 else "stdout"
+            line = (f"<{number}> \"quoted\"\n" if number % 50 == 7 else f"line {number:03d} " + "x" * 200 + "\n").encode()
+            writer.write(stream, line, now=T0 + timedelta(milliseconds=number))
+            shown.append((stream, line))
+    with open(path, "ab") as fh:
+        fh.write(b"not json at all\n")
+        fh.write(b'{"log":"torn\\n","stream":"std')
+    return shown
+
+
+@pytest.fixture
+def fast_blocks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Small reads (so a file is many blocks), and for each block whether the bulk path took it."""
+    monkeypatch.setattr(jsonfile, "READ_CHUNK", 2048)
+    taken: list[bool] = []
+    real = jsonfile._fast_block
+
+    def spy(block: bytes, selection: Any) -> Any:
+        result = real(block, selection)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(jsonfile, "_fast_block", spy)
+    return taken
+
+
+async def test_coalesced_follow_merges_each_stream_run_in_order(log_dir: Path, fast_blocks: list[bool]) -> None:
+    path = log_dir / "c-json.log"
+    shown = _write_mixed(path)
+    entries = await _collect(path, coalesce=4096)
+    # Same bytes, same order; consecutive lines of a stream merged into entries of at most 4096 bytes cut at line
+    # ends; a stream switch always starts a new entry.
+    runs: list[tuple[str, bytes]] = []
+    for stream, line in shown:
+        if runs and runs[-1][0] == stream:
+            runs[-1] = (stream, runs[-1][1] + line)
+        else:
+            runs.append((stream, line))
+    merged: list[tuple[str, bytes]] = []
+    for entry in entries:
+        assert len(entry.data) <= 4096 and entry.data.endswith(b"\n")
+        if merged and merged[-1][0] == entry.stream:
+            merged[-1] = (entry.stream, merged[-1][1] + entry.data)
+        else:
+            merged.append((entry.stream, entry.data))
+    assert merged == runs
+    assert len(entries) < len(shown) // 4
+    assert True in fast_blocks and False in fast_blocks  # plain blocks in bulk, the others line by line
+    assert entries[0].time == T0
+    # Per line (no coalescing) it is the line-by-line reader's answer.
+    per_line = await _collect(path)
+    assert [(e.stream, e.data) for e in per_line] == shown == [(e.stream, e.data) for e in read_entries(path)]
+
+
+async def test_coalesced_follow_filters_by_time_and_stream(log_dir: Path, fast_blocks: list[bool]) -> None:
+    path = log_dir / "c-json.log"
+    shown = _write_mixed(path)
+    since, until = T0 + timedelta(milliseconds=120), T0 + timedelta(milliseconds=250)
+    window = [(s, line) for n, (s, line) in enumerate(shown) if 120 <= n <= 250]
+    entries = await _collect(path, coalesce=1 << 16, since=since, until=until)
+    assert b"".join(e.data for e in entries) == b"".join(line for _, line in window)
+    assert True in fast_blocks
+    for moment in (T0 + timedelta(milliseconds=n) for n in (0, 1, 33, 64, 65, 200, 299)):  # at block edges too
+        later = await _collect(path, coalesce=1 << 16, since=moment)
+        expected = [line for n, (_, line) in enumerate(shown) if T0 + timedelta(milliseconds=n) >= moment]
+        assert b"".join(e.data for e in later) == b"".join(expected)
+        until_moment = await _collect(path, coalesce=1 << 16, until=moment)
+        expected = [line for n, (_, line) in enumerate(shown) if T0 + timedelta(milliseconds=n) <= moment]
+        assert b"".join(e.data for e in until_moment) == b"".join(expected)
+    stderr = await _collect(path, coalesce=1 << 16, stdout=False)
+    assert {e.stream for e in stderr} == {"stderr"}
+    assert b"".join(e.data for e in stderr) == b"".join(line for s, line in shown if s == "stderr")
+    for count in (0, 1, 3, 20, 150, 299, 300, 1000):  # within a bulk block, at its edges, all of them
+        tail = await _collect(path, coalesce=1 << 16, tail=count)
+        assert b"".join(e.data for e in tail) == b"".join(line for _, line in shown[len(shown) - count :][:count])
+        assert lines_of(await _collect(path, tail=count)) == [line for _, line in shown][len(shown) - count :][:count]
+    # A since past every line: nothing; one before all of them: everything.
+    assert await _collect(path, coalesce=1 << 16, since=T0 + timedelta(seconds=5)) == []
+    everything = await _collect(path, coalesce=1 << 16, since=T0 - timedelta(seconds=5))
+    assert b"".join(e.data for e in everything) == b"".join(line for _, line in shown)
+
+
+async def test_follow_reads_a_bounded_piece_at_a_time(log_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsonfile, "READ_CHUNK", 4096)
+    path = log_dir / "c-json.log"
+    with JsonFileWriter(path, max_size=50_000, max_files=3) as writer:
+        for number in range(1000):
+            writer.write("stdout", f"{number:05d}\n".encode(), now=T0)
+    reads: list[int] = []
+    real_pread = os.pread
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        reads.append(size)
+        return real_pread(fd, size, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    data = b"".join(e.data for e in await _collect(path, coalesce=1024))
+    kept = lines_of(read_entries(path))
+    assert data == b"".join(kept) and kept[-1] == b"00999\n"  # across the rotated files, in order
+    assert max(reads) == 4096
+
+
+async def test_attach_pump_stops_reading_ahead_of_a_slow_client() -> None:
+    from aiodock.engine.backend import OutputChunk
+    from aiodock.engine.containers import _PUMP_DEPTH, _pumped
+
+    produced = 0
+
+    async def source() -> AsyncIterator[OutputChunk]:
+        nonlocal produced
+        for number in range(100):
+            produced += 1
+            yield OutputChunk("stdout", f"{number}\n".encode())
+
+    chunks = _pumped(source())
+    first = await anext(chunks)
+    await asyncio.sleep(0.05)  # a client that does not read: the pump waits instead of buffering it all
+    assert first.data == b"0\n" and produced <= _PUMP_DEPTH + 2
+    rest = [chunk.data async for chunk in chunks]
+    assert rest == [f"{n}\n".encode() for n in range(1, 100)]
