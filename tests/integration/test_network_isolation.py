@@ -178,8 +178,8 @@ def test_internal_network(net: Daemon) -> None:
         out = net.docker("run", "--rm", "--network", "adk-internal", "busybox", "sh", "-c",
                          f"ip route; {WGET} {url} && echo reached; exit 1")
         assert "default" not in out.stdout and "reached" not in out.stdout and out.returncode != 0, out.stdout
-        # as Docker: the ports of a container only on an internal network are not published
-        assert inspect(net, web)["NetworkSettings"]["Ports"] == {}
+        # as Docker: the ports of a container only on an internal network are not published (only exposed)
+        assert inspect(net, web)["NetworkSettings"]["Ports"] == {"80/tcp": None}
         with pytest.raises(OSError):
             http_get(f"http://127.0.0.1:{port}/hostname", timeout=1)
         rules = iptables_save()
