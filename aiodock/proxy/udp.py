@@ -1,6 +1,9 @@
 """UDP forwarding for one published port, with a flow table: each client address gets its own connected socket
 to the container, so replies go back to the right client. Idle flows expire after 90 s (as Docker's proxy).
-Datagrams are dropped, never queued without bound, when a socket's send buffer is full or the table is full.
+
+The sockets are read straight from the event loop's reader callbacks, a batch of datagrams per wake-up (asyncio's
+datagram transport takes one per wake-up), and written with non-blocking sends: a datagram that finds a socket's
+send buffer full, or a full flow table, is dropped, never queued.
 """
 
 from __future__ import annotations
@@ -8,98 +11,103 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import cast
 
 IDLE_TIMEOUT = 90.0
 MAX_FLOWS = 1024
-MAX_BUFFER = 256 * 1024
+BATCH = 64  # datagrams read per wake-up, so one busy socket cannot starve the loop
+MAX_DATAGRAM = 65535
 
 Addr = tuple[str, int]
 
 
-def _buffered(transport: asyncio.DatagramTransport) -> int:
-    """Bytes waiting in the transport's send buffer (selector transports have it; typeshed does not say so)."""
-    size = getattr(transport, "get_write_buffer_size", None)
-    return int(size()) if callable(size) else 0
+class _Flow:
+    """One client's connected socket to the container; what comes back goes to that client."""
 
-
-class _Flow(asyncio.DatagramProtocol):
-    def __init__(self, owner: UDPForwarder, client: Addr) -> None:
+    def __init__(self, owner: UDPForwarder, client: Addr, sock: socket.socket) -> None:
         self.owner = owner
         self.client = client
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
         self.last = time.monotonic()
+        owner.loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)  # 3.11's selector transport is no subclass
-
-    def datagram_received(self, data: bytes, addr: Addr) -> None:
+    def _readable(self) -> None:
+        for _ in range(BATCH):
+            try:
+                data = self.sock.recv(MAX_DATAGRAM)
+            except BlockingIOError:
+                break
+            except OSError:  # e.g. ICMP port unreachable from the container: keep the flow
+                break
+            self.owner.reply(data, self.client)
         self.last = time.monotonic()
-        self.owner.reply(data, self.client)
-
-    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable: keep the flow
-        pass
 
     def send(self, data: bytes) -> None:
-        self.last = time.monotonic()
-        if self.transport is not None and _buffered(self.transport) < MAX_BUFFER:
-            self.transport.sendto(data)
+        try:
+            self.sock.send(data)
+        except OSError:  # EAGAIN (buffer full) or an ICMP error: dropped
+            pass
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        self.owner.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
-class UDPForwarder(asyncio.DatagramProtocol):
+class UDPForwarder:
     def __init__(self, sock: socket.socket, target_ip: str, target_port: int, idle_timeout: float = IDLE_TIMEOUT):
         self._sock = sock
         self.target = (target_ip, target_port)
         self.idle_timeout = idle_timeout
-        self._transport: asyncio.DatagramTransport | None = None
         self._flows: dict[Addr, _Flow] = {}
-        self._pending: dict[Addr, list[bytes]] = {}
         self._reaper: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "UDPForwarder.start() first"
+        return self._loop
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: self, sock=self._sock)
+        self._loop = asyncio.get_running_loop()
+        self._sock.setblocking(False)
+        self._loop.add_reader(self._sock.fileno(), self._readable)
         self._reaper = asyncio.create_task(self._reap())
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: Addr) -> None:
-        client = (addr[0], addr[1])
-        flow = self._flows.get(client)
-        if flow is not None:
+    def _readable(self) -> None:
+        now = time.monotonic()
+        for _ in range(BATCH):
+            try:
+                data, addr = self._sock.recvfrom(MAX_DATAGRAM)
+            except BlockingIOError:
+                return
+            except OSError:
+                return
+            client = (addr[0], addr[1])
+            flow = self._flows.get(client)
+            if flow is None:
+                flow = self._open_flow(client)
+                if flow is None:
+                    continue
+            flow.last = now
             flow.send(data)
-            return
-        if client in self._pending:
-            if len(self._pending[client]) < 64:
-                self._pending[client].append(data)
-            return
-        if len(self._flows) + len(self._pending) >= MAX_FLOWS:
-            return
-        self._pending[client] = [data]
-        task = asyncio.create_task(self._open_flow(client))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
-    async def _open_flow(self, client: Addr) -> None:
-        loop = asyncio.get_running_loop()
+    def _open_flow(self, client: Addr) -> _Flow | None:
+        if len(self._flows) >= MAX_FLOWS:
+            return None
+        sock = socket.socket(socket.AF_INET6 if ":" in self.target[0] else socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            _, flow = await loop.create_datagram_endpoint(lambda: _Flow(self, client), remote_addr=self.target)
+            sock.setblocking(False)
+            sock.connect(self.target)  # a UDP connect sends nothing: it only fixes the peer
         except OSError:
-            self._pending.pop(client, None)
-            return
-        self._flows[client] = flow
-        for data in self._pending.pop(client, []):
-            flow.send(data)
+            sock.close()
+            return None
+        flow = self._flows[client] = _Flow(self, client, sock)
+        return flow
 
     def reply(self, data: bytes, client: Addr) -> None:
-        if self._transport is not None and _buffered(self._transport) < MAX_BUFFER:
-            self._transport.sendto(data, client)
+        try:
+            self._sock.sendto(data, client)
+        except OSError:  # EAGAIN (buffer full): dropped
+            pass
 
     def flow_count(self) -> int:
         return len(self._flows)
@@ -117,13 +125,10 @@ class UDPForwarder(asyncio.DatagramProtocol):
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._reaper = None
         for flow in self._flows.values():
             flow.close()
         self._flows.clear()
-        if self._transport is not None:
-            self._transport.close()
-        else:
-            self._sock.close()
+        if self._loop is not None and self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
