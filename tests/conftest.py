@@ -236,9 +236,9 @@ def new_daemon_root() -> Path:
 @pytest.fixture(scope="module")
 def daemon(busybox_tar: Path) -> Iterator[Daemon]:
     d = Daemon(new_daemon_root())
-    d.start()
-    d.load(busybox_tar)
     try:
+        d.start()  # inside the try: a daemon that fails to start leaves nothing either
+        d.load(busybox_tar)
         yield d
         d.remove_all_containers()
         d.stop()
@@ -252,9 +252,9 @@ def daemon(busybox_tar: Path) -> Iterator[Daemon]:
 def fresh_daemon(busybox_tar: Path) -> Iterator[Daemon]:
     """A daemon of the test's own, for restart and kill -9 tests."""
     d = Daemon(new_daemon_root())
-    d.start()
-    d.load(busybox_tar)
     try:
+        d.start()
+        d.load(busybox_tar)
         yield d
         if d.proc is None:
             d.start()
