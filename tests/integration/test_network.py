@@ -94,16 +94,27 @@ def assert_bridge_gone(daemon: Daemon) -> None:
 
 
 def force_clean(daemon: Daemon, bridges: list[str]) -> None:
-    """After a failed test: leave no bridge or chain of ours on the host either way."""
+    """After a failed test: no bridge, chain or rule of ours is left on the host either way."""
     from aiodock.network import bridge, nat
 
     for name in bridges:
         nat.cleanup_all(name)
         bridge.delete(name)
+    nat.program_dnat(daemon.bridge_name, [])
+    if daemon.bridge_name in bridges:
+        nat.prune_isolation(nat.isolation_chain(daemon.bridge_name), set())
+
+
+def ours(daemon: Daemon, rules: str, bridges: list[str]) -> list[str]:
+    """The iptables-save lines of this daemon: its chains (named after its bridges) and rules naming its bridges."""
+    return [ln for ln in rules.splitlines() if any(b in ln for b in [daemon.bridge_name, *bridges])]
 
 
 @pytest.fixture(scope="module")
 def net(daemon: Daemon) -> Iterator[Daemon]:
+    """The module's daemon; afterwards its user networks are removed, and no endpoint and no iptables rule of ours
+    beyond the default bridge's (which stays while the daemon runs) may be left."""
+    before = iptables_save()
     yield daemon
     bridges = [daemon.bridge_name]
     try:
@@ -113,6 +124,8 @@ def net(daemon: Daemon) -> Iterator[Daemon]:
                 bridges.append(item["Options"].get("com.docker.network.bridge.name") or f"br-{item['Id'][:12]}")
                 daemon.api("DELETE", f"/networks/{item['Id']}")
         assert_no_endpoints(daemon)
+        extra = set(ours(daemon, iptables_save(), bridges[1:])) - set(before.splitlines())
+        assert not [ln for ln in extra if daemon.bridge_name not in ln], extra
     finally:
         force_clean(daemon, bridges)
 

@@ -14,40 +14,27 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Daemon, quote_filters
+from tests.integration import test_network
 from tests.integration.test_network import (
     assert_no_endpoints,
+    force_clean,
     free_port,
     http_get,
     inspect,
     iptables_save,
     links,
+    ours,
     run_web,
 )
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
-
-def force_clean(daemon: Daemon, bridges: list[str]) -> None:
-    """After a failed test: no bridge, chain or rule of ours is left on the host either way."""
-    from aiodock.network import bridge, nat
-
-    for name in bridges:
-        nat.cleanup_all(name)
-        bridge.delete(name)
-    nat.program_dnat(daemon.bridge_name, [])
-    if daemon.bridge_name in bridges:
-        nat.prune_isolation(nat.isolation_chain(daemon.bridge_name), set())
-
-
-def ours(daemon: Daemon, rules: str, bridges: list[str]) -> list[str]:
-    """The iptables-save lines of this daemon: its chains (named after its bridges) and rules naming its bridges."""
-    return [ln for ln in rules.splitlines() if any(b in ln for b in [daemon.bridge_name, *bridges])]
+net = test_network.net  # the same module-scoped fixture: user networks removed, no rule of ours left after
 
 
 def bridge_of(daemon: Daemon, ref: str) -> str:
@@ -57,25 +44,6 @@ def bridge_of(daemon: Daemon, ref: str) -> str:
 
 def subnet_for(daemon: Daemon, second: int) -> str:
     return f"10.{second}.{int(daemon.bip.split('.')[2])}.0/24"
-
-
-@pytest.fixture(scope="module")
-def net(daemon: Daemon) -> Iterator[Daemon]:
-    before = iptables_save()
-    yield daemon
-    bridges = [daemon.bridge_name]
-    try:
-        daemon.remove_all_containers()
-        for item in json.loads(daemon.api("GET", "/networks")[1]):
-            if item["Name"] not in ("bridge", "host", "none"):
-                bridges.append(item["Options"].get("com.docker.network.bridge.name") or f"br-{item['Id'][:12]}")
-                daemon.api("DELETE", f"/networks/{item['Id']}")
-        assert_no_endpoints(daemon)
-        # only the default bridge's chains may stay (while the daemon runs), no other rule of ours
-        extra = set(ours(daemon, iptables_save(), bridges[1:])) - set(before.splitlines())
-        assert not [ln for ln in extra if daemon.bridge_name not in ln], extra
-    finally:
-        force_clean(daemon, bridges)
 
 
 # busybox wget's -T crashes in this busybox; `timeout` must not run as the container's PID 1 (which ignores the
