@@ -240,18 +240,22 @@ def test_docker_io_pull_through_the_mirror(setup: Setup, registry: Registry, bus
 
 
 def test_chunked_upload_and_cross_repository_mount(setup: Setup, registry: Registry) -> None:
+    """A layer compressed on push goes up in one streamed PATCH (as Docker sends it); pushing it to another
+    repository of the same registry mounts it ("Mounted from"); a stored compressed blob over 1 MiB goes up in
+    1 MiB PATCH chunks with Content-Range."""
     d = setup.daemon
     name = "adk-big-" + os.urandom(3).hex()
     d.docker("run", "--name", name, "busybox", "dd", "if=/dev/urandom", "of=/big", "bs=1M", "count=3",
              check=True, timeout=120)
-    with Proxy(registry.host) as proxy:
+    with Proxy(registry.host) as proxy, Proxy(setup.insecure.host) as elsewhere:
         first, second = f"{proxy.host}/chunks/big:v1", f"{proxy.host}/other/big:v1"
+        third = f"{elsewhere.host}/chunks/big:v1"
         try:
             d.docker("commit", name, first, check=True)
             out = d.docker("push", first, check=True, timeout=120).stdout
             assert re.search(r"[0-9a-f]{12}: Pushed", out), out
-            patches = [(p, r) for m, p, r in proxy.requests if m == "PATCH"]
-            assert ("0-1048575" in [r for _, r in patches]) and len(patches) >= 3, proxy.requests
+            patches = [r for m, _, r in proxy.requests if m == "PATCH"]
+            assert patches and all(r == "" for r in patches), proxy.requests  # streamed, no Content-Range
             puts = [p for m, p, _ in proxy.requests if m == "PUT" and "/blobs/uploads/" in p]
             assert puts and all("digest=sha256" in p for p in puts)
 
@@ -267,9 +271,19 @@ def test_chunked_upload_and_cross_repository_mount(setup: Setup, registry: Regis
                                                             "application/vnd.oci.image.manifest.v1+json"})
             with urllib.request.urlopen(req, timeout=10) as resp:
                 assert resp.headers["Docker-Content-Digest"] == digest.group(1)
+
+            # pulled back, the layer is stored gzipped (3 MiB of random data): pushed as it is, in chunks
+            d.docker("rm", "-f", name, check=True)
+            forget(d, first, second)
+            d.docker("pull", first, check=True, timeout=120)
+            d.docker("tag", first, third, check=True)
+            out = d.docker("push", third, check=True, timeout=120).stdout
+            assert re.search(r"[0-9a-f]{12}: Pushed", out), out
+            ranges = [r for m, _, r in elsewhere.requests if m == "PATCH"]
+            assert "0-1048575" in ranges and "1048576-2097151" in ranges, elsewhere.requests
         finally:
             d.docker("rm", "-f", name)
-            forget(d, first, second)
+            forget(d, first, second, third)
 
 
 # ---- zstd layers -----------------------------------------------------------------------------------------------

@@ -658,6 +658,18 @@ class RegistryClient:
             raise RegistryError(f"blob upload for {digest}: registry sent no upload location", 500)
         return urljoin(self.base + "/", location)
 
+    async def _patch(self, location: str, data: bytes | AsyncIterable[bytes], headers: dict[str, str],
+                     what: str) -> str:
+        """One PATCH of an upload session; returns the session's next location."""
+        resp = await self.request("PATCH", location, data=data, retry=False,
+                                  headers={"Content-Type": "application/octet-stream", **headers})
+        try:
+            if resp.status != 202:
+                raise await registry_error(resp, f"blob upload for {what}")
+            return urljoin(self.base + "/", resp.headers.get("Location", "") or location)
+        finally:
+            resp.release()
+
     async def upload_blob(self, digest: str | Callable[[], str], size: int | None, body: AsyncIterable[bytes],
                           location: str | None = None) -> None:
         """Upload a blob into a session (a new one unless ``location``): in one PUT when it is small, else
@@ -671,27 +683,13 @@ class RegistryClient:
             location = await self.start_upload(known)
             assert location is not None
         if size is None:  # one streamed PATCH (chunked transfer encoding), as Docker sends a layer it compresses
-            resp = await self.request("PATCH", location, data=body, retry=False, headers={
-                "Content-Type": "application/octet-stream"})
-            try:
-                if resp.status != 202:
-                    raise await registry_error(resp, f"blob upload for {known}")
-                location = urljoin(self.base + "/", resp.headers.get("Location", "") or location)
-            finally:
-                resp.release()
+            location = await self._patch(location, body, {}, known)
             body, size = _empty(), 0
         elif size > UPLOAD_CHUNK:
             offset = 0
             async for chunk in _rechunk(body, UPLOAD_CHUNK):
-                resp = await self.request("PATCH", location, data=chunk, retry=False, headers={
-                    "Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
-                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}"})
-                try:
-                    if resp.status != 202:
-                        raise await registry_error(resp, f"blob upload for {known}")
-                    location = urljoin(self.base + "/", resp.headers.get("Location", "") or location)
-                finally:
-                    resp.release()
+                location = await self._patch(location, chunk, {
+                    "Content-Length": str(len(chunk)), "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}, known)
                 offset += len(chunk)
             body, size = _empty(), 0
         blob_digest = digest if isinstance(digest, str) else digest()
