@@ -1,133 +1,199 @@
 """TCP forwarding for one published port: accept on the host address, connect to the container, copy both ways.
 
-Each accepted connection becomes two protocol objects wired to each other (no task and no stream object per
-direction): what one side reads is written to the other side's transport. Back-pressure comes from the transports'
-flow control: when a side's write buffer passes its high-water mark, reading from its peer pauses until the buffer
-drains, so no buffer grows without bound. An EOF in one direction is passed on as a half-close (write_eof, i.e.
-shutdown(SHUT_WR)), so protocols that close their sending side first keep working; the connection is closed once
-both directions have ended, and an error on either side aborts both.
+The relay works on the sockets straight from the event loop's reader and writer callbacks: no task, stream or
+transport per connection, so a new connection costs a few callbacks rather than several loop turns. Each direction
+reads one chunk and sends it; what the receiver cannot take yet stays in a single pending buffer and reading that
+direction pauses until it has been sent (back-pressure: nothing grows without bound). An EOF in one direction is
+passed on as a half-close (shutdown(SHUT_WR)) once its pending data is sent, so protocols that close their sending
+side first keep working; the connection is closed when both directions have ended, and an error on either side
+closes both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
-from typing import cast
 
 from aiodock.log import get_logger
 
 log = get_logger("aiodock.proxy.tcp")
 
+CHUNK = 256 * 1024
 CONNECT_TIMEOUT = 10.0
-HIGH_WATER = 256 * 1024  # per-direction write buffer before the producing side stops reading
+ACCEPT_BATCH = 64  # connections accepted per wake-up of the listening socket
 
 
-class _Side(asyncio.Protocol):
-    """One socket of a proxied connection; what it reads goes to its peer."""
+class _Direction:
+    """One way of a relayed connection: from ``src`` to ``dst``."""
 
-    def __init__(self, forwarder: TCPForwarder) -> None:
-        self._forwarder = forwarder
-        self.transport: asyncio.Transport | None = None
-        self.peer: _Side | None = None
-        self.eof = False  # this side has read its EOF (and passed it on)
-        self.lost = False
+    __slots__ = ("relay", "src", "dst", "pending", "eof", "done")
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.transport.set_write_buffer_limits(high=HIGH_WATER)
-        self._forwarder._sides.add(self)
+    def __init__(self, relay: _Relay, src: socket.socket, dst: socket.socket) -> None:
+        self.relay = relay
+        self.src = src
+        self.dst = dst
+        self.pending = b""  # read from src, not yet taken by dst
+        self.eof = False  # src has sent its EOF
+        self.done = False  # the EOF was passed on: nothing more in this direction
 
-    def data_received(self, data: bytes) -> None:
-        peer = self.peer
-        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
-            peer.transport.write(data)
+    def start(self) -> None:
+        self.relay.loop.add_reader(self.src.fileno(), self.readable)
 
-    def eof_received(self) -> bool:
-        self.eof = True
-        peer = self.peer
-        if peer is None or peer.transport is None or peer.transport.is_closing():
-            return False  # nothing to pass it on to: close
-        if peer.eof:  # both directions ended
-            peer.transport.close()
-            return False
-        if peer.transport.can_write_eof():
-            peer.transport.write_eof()
-        return True  # keep our transport open: the other direction may still carry data
+    def readable(self) -> None:
+        try:
+            data = self.src.recv(CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.relay.close()
+            return
+        if not data:
+            self.eof = True
+            self.relay.loop.remove_reader(self.src.fileno())
+            self._finish()
+            return
+        try:
+            sent = self.dst.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.relay.close()
+            return
+        if sent < len(data):  # the receiver is slow: hold the rest, stop reading until it is sent
+            self.pending = data[sent:]
+            self.relay.loop.remove_reader(self.src.fileno())
+            self.relay.loop.add_writer(self.dst.fileno(), self.writable)
 
-    def pause_writing(self) -> None:  # our write buffer is full: stop reading what fills it
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.pause_reading()
+    def writable(self) -> None:
+        try:
+            sent = self.dst.send(self.pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.relay.close()
+            return
+        self.pending = self.pending[sent:]
+        if self.pending:
+            return
+        self.relay.loop.remove_writer(self.dst.fileno())
+        if self.eof:
+            self._finish()
+        else:
+            self.relay.loop.add_reader(self.src.fileno(), self.readable)
 
-    def resume_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None and not self.peer.transport.is_closing():
-            self.peer.transport.resume_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        self._forwarder._sides.discard(self)
-        peer = self.peer
-        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
-            if exc is not None:
-                peer.transport.abort()
-            else:
-                peer.transport.close()  # after what is buffered for it has been sent
+    def _finish(self) -> None:
+        if self.pending:
+            return  # writable() finishes once the rest is sent
+        try:
+            self.dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self.done = True
+        if self.relay.up.done and self.relay.down.done:
+            self.relay.close()
 
 
-class _Downstream(_Side):
-    """The accepted connection: reading waits until the connection to the container is up."""
+class _Relay:
+    """An accepted client and its connection to the container."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        assert self.transport is not None
-        self.transport.pause_reading()
-        self._forwarder._spawn_connect(self)
+    def __init__(self, forwarder: TCPForwarder, client: socket.socket) -> None:
+        self.forwarder = forwarder
+        self.loop = forwarder.loop
+        self.client = client
+        self.server = socket.socket(socket.AF_INET6 if ":" in forwarder.target[0] else socket.AF_INET,
+                                    socket.SOCK_STREAM)
+        self.up = _Direction(self, client, self.server)
+        self.down = _Direction(self, self.server, client)
+        self.closed = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connect(self) -> None:
+        self.server.setblocking(False)
+        self.server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = self.server.connect_ex(self.forwarder.target)
+        if err == 0:
+            self._connected()
+        elif err in (errno.EINPROGRESS, errno.EWOULDBLOCK):
+            self.loop.add_writer(self.server.fileno(), self._connect_done)
+            self._timer = self.loop.call_later(CONNECT_TIMEOUT, self._connect_failed, "timed out")
+        else:
+            self._connect_failed(errno.errorcode.get(err, str(err)))
+
+    def _connect_done(self) -> None:
+        self.loop.remove_writer(self.server.fileno())
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        err = self.server.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._connect_failed(errno.errorcode.get(err, str(err)))
+            return
+        self._connected()
+
+    def _connect_failed(self, why: str) -> None:
+        log.debug("proxy connect failed", target=self.forwarder.target, error=why)
+        self.close()
+
+    def _connected(self) -> None:
+        self.up.start()
+        self.down.start()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for sock in (self.client, self.server):
+            fd = sock.fileno()
+            if fd >= 0:
+                self.loop.remove_reader(fd)
+                self.loop.remove_writer(fd)
+            sock.close()
+        self.forwarder._relays.discard(self)
 
 
 class TCPForwarder:
     def __init__(self, sock: socket.socket, target_ip: str, target_port: int) -> None:
         self._sock = sock
         self.target = (target_ip, target_port)
-        self._server: asyncio.Server | None = None
-        self._sides: set[_Side] = set()
-        self._connecting: set[asyncio.Task[None]] = set()
+        self._relays: set[_Relay] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "TCPForwarder.start() first"
+        return self._loop
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Downstream(self), sock=self._sock)
+        self._loop = asyncio.get_running_loop()
+        self._sock.setblocking(False)
+        self._loop.add_reader(self._sock.fileno(), self._accept)
 
-    def _spawn_connect(self, down: _Downstream) -> None:
-        task = asyncio.get_running_loop().create_task(self._connect(down))
-        self._connecting.add(task)
-        task.add_done_callback(self._connecting.discard)
-
-    async def _connect(self, down: _Downstream) -> None:
-        loop = asyncio.get_running_loop()
-        up = _Side(self)
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                await loop.create_connection(lambda: up, *self.target)
-        except (OSError, TimeoutError) as exc:
-            log.debug("proxy connect failed", target=self.target, error=str(exc))
-            if down.transport is not None:
-                down.transport.abort()
-            return
-        assert up.transport is not None and down.transport is not None
-        if down.lost or down.transport.is_closing():  # the client left while we connected
-            up.transport.close()
-            return
-        up.peer, down.peer = down, up
-        down.transport.resume_reading()
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                client, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: try again at the next wake-up
+                log.warning("proxy accept failed", error=str(exc))
+                return
+            client.setblocking(False)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            relay = _Relay(self, client)
+            self._relays.add(relay)
+            try:
+                relay.connect()
+            except OSError as exc:
+                log.debug("proxy connect failed", target=self.target, error=str(exc))
+                relay.close()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        else:
-            self._sock.close()
-        for task in list(self._connecting):
-            task.cancel()
-        await asyncio.gather(*self._connecting, return_exceptions=True)
-        for side in list(self._sides):
-            if side.transport is not None:
-                side.transport.abort()
-        self._sides.clear()
+        if self._loop is not None and self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        for relay in list(self._relays):
+            relay.close()
+        self._relays.clear()
