@@ -106,25 +106,29 @@ def setup(bridge: str, subnet: str, *, internal: bool = False, isolation: str | 
     _restore("\n".join(script) + "\n")
 
 
+def _removal(listing: list[str], jumps: list[str], chains: Sequence[str]) -> list[str]:
+    """iptables-restore lines (one table) deleting ``jumps``, then flushing and deleting those of ``chains`` that
+    exist in ``listing``."""
+    lines = _delete_lines(jumps)
+    for chain in chains:
+        if f"-N {chain}" in listing:
+            lines += [f":{chain} - [0:0]", f"-X {chain}"]
+    return lines
+
+
 def cleanup_all(bridge: str) -> None:
     """Remove the bridge's chains, every jump to them and its DROP in the isolation chain it jumps to (the
     isolation chain itself goes with its last rule); nothing missing is an error."""
     post, fwd = chain_names(bridge)
     script: list[str] = []
     listing = _listing("nat")
-    jumps = _jumps(listing, "POSTROUTING", post)
-    if jumps or f"-N {post}" in listing:
-        script += ["*nat", *_delete_lines(jumps)]
-        if f"-N {post}" in listing:
-            script += [f":{post} - [0:0]", f"-X {post}"]
-        script.append("COMMIT")
+    nat_lines = _removal(listing, _jumps(listing, "POSTROUTING", post), [post])
+    if nat_lines:
+        script += ["*nat", *nat_lines, "COMMIT"]
     listing = _listing("filter")
-    jumps = _jumps(listing, "FORWARD", fwd)
     isolations = {ln.rsplit(" -j ", 1)[1] for ln in _chain_rules(listing, fwd)
                   if ln.startswith(f"-A {fwd} -i {bridge} ! -o {bridge} -j ADK-ISO-")}
-    filter_script: list[str] = [*_delete_lines(jumps)]
-    if f"-N {fwd}" in listing:
-        filter_script += [f":{fwd} - [0:0]", f"-X {fwd}"]
+    filter_script = _removal(listing, _jumps(listing, "FORWARD", fwd), [fwd])
     for iso in sorted(isolations):
         drop = f"-A {iso} -o {bridge} -j DROP"
         rest = [ln for ln in _chain_rules(listing, iso) if ln != drop]
@@ -188,16 +192,12 @@ def program_dnat(tag: str, entries: Sequence[tuple[DnatMapping, str]]) -> None:
         script: list[str] = []
         nat_jumps = (_jumps(nat_listing, "PREROUTING", dnat) + _jumps(nat_listing, "OUTPUT", dnat)
                      + _jumps(nat_listing, "POSTROUTING", dpost))
-        nat_chains = [c for c in (dnat, dpost) if f"-N {c}" in nat_listing]
-        if nat_jumps or nat_chains:
-            script += ["*nat", *_delete_lines(nat_jumps)]
-            script += [f":{c} - [0:0]" for c in nat_chains] + [f"-X {c}" for c in nat_chains] + ["COMMIT"]
-        fwd_jumps = _jumps(filter_listing, "FORWARD", dfwd)
-        if fwd_jumps or f"-N {dfwd}" in filter_listing:
-            script += ["*filter", *_delete_lines(fwd_jumps)]
-            if f"-N {dfwd}" in filter_listing:
-                script += [f":{dfwd} - [0:0]", f"-X {dfwd}"]
-            script.append("COMMIT")
+        nat_lines = _removal(nat_listing, nat_jumps, [dnat, dpost])
+        if nat_lines:
+            script += ["*nat", *nat_lines, "COMMIT"]
+        filter_lines = _removal(filter_listing, _jumps(filter_listing, "FORWARD", dfwd), [dfwd])
+        if filter_lines:
+            script += ["*filter", *filter_lines, "COMMIT"]
         if script:
             _restore("\n".join(script) + "\n")
         return
