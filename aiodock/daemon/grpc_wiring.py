@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiodock.core import events as ev
+from aiodock.errors import NotFound
 from aiodock.grpc.server import GrpcServer
 from aiodock.grpc.services.containers import ContainersService
 from aiodock.grpc.services.content import ContentService
@@ -27,11 +28,17 @@ def build_grpc_server(daemon: Daemon) -> GrpcServer:
         else:
             daemon.events.publish(envelope.namespace, envelope.topic, envelope.event, envelope.timestamp)
 
+    async def task_spec(ns: str, container_id: str) -> dict[str, Any] | None:
+        try:
+            return await daemon.tasks.task_spec(ns, container_id)
+        except NotFound:
+            return None
+
     services: list[object] = [
         VersionService(),
         IntrospectionService(daemon.config.data_root),
         NamespacesService(daemon.namespaces, daemon.events),
-        ContainersService(daemon.records, daemon.namespaces, daemon.events),
+        ContainersService(daemon.records, daemon.namespaces, daemon.events, task_spec),
         ImagesService(daemon.images.images, daemon.namespaces, daemon.events),
         ContentService(daemon.images.content),
         TasksService(daemon.tasks),

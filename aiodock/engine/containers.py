@@ -694,7 +694,6 @@ class ContainerService:
         except BaseException:
             await self._detach_network(cid)
             raise
-        await self._record_spec(cid, spec)
         log_opts = dict(self._config.log_opts)
         log_opts.update((hc.get("LogConfig") or {}).get("Config") or {})
         max_size, max_files = jsonfile.parse_log_opts(log_opts)
@@ -739,16 +738,6 @@ class ContainerService:
         except AiodockError:
             pass
         await self._detach_network(cid)
-
-    async def _record_spec(self, cid: str, spec: dict[str, Any]) -> None:
-        """The containerd container record carries the OCI spec the task runs with, as dockerd's does from the
-        start on (ctr reads it: `containers info`, `tasks exec`)."""
-        def store() -> None:
-            with contextlib.suppress(AiodockError):
-                record = self._records.get(self._ns, cid)
-                self._records.update(self._ns, replace(record, spec=spec), ["spec"])
-
-        await asyncio.to_thread(store)
 
     async def _detach_network(self, cid: str, forget: bool = False) -> None:
         if self._networks is not None:

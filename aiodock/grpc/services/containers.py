@@ -1,9 +1,14 @@
-"""containerd.services.containers.v1.Containers over core.metadata.ContainerStore (namespace from the request)."""
+"""containerd.services.containers.v1.Containers over core.metadata.ContainerStore (namespace from the request).
+
+A record created without a spec (Docker's containers: the engine builds the spec at each start) is answered with the
+spec of its live task, read from the task's bundle, as ctr needs it (`containers info`, `tasks exec`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiodock._proto.containerd.services.containers.v1 import (
     ContainersBase,
@@ -20,34 +25,47 @@ from aiodock._proto.containerd.services.containers.v1 import (
 )
 from aiodock._proto.google.protobuf import Empty
 from aiodock.core import events as ev
-from aiodock.core.metadata import ContainerStore
+from aiodock.core.metadata import ContainerRecord, ContainerStore
 from aiodock.core.namespaces import NamespaceStore, namespace_from_context
 from aiodock.errors import InvalidArgument
 from aiodock.grpc.convert import container_from_proto, container_to_proto
 from aiodock.grpc.errors import grpc_service
 
+TaskSpecReader = Callable[[str, str], Awaitable[dict[str, Any] | None]]  # (ns, id) -> a live task's spec
+
 
 @grpc_service
 class ContainersService(ContainersBase):
     def __init__(
-        self, store: ContainerStore, namespaces: NamespaceStore, exchange: ev.EventExchange | None = None
+        self, store: ContainerStore, namespaces: NamespaceStore, exchange: ev.EventExchange | None = None,
+        task_spec: TaskSpecReader | None = None,
     ) -> None:
         self._store = store
         self._namespaces = namespaces
         self._exchange = exchange
+        self._task_spec = task_spec
+
+    async def _with_spec(self, ns: str, record: ContainerRecord) -> ContainerRecord:
+        if record.spec is not None or self._task_spec is None:
+            return record
+        spec = await self._task_spec(ns, record.id)
+        return record if spec is None else dataclasses.replace(record, spec=spec)
 
     async def get(self, message: GetContainerRequest) -> GetContainerResponse:
-        record = await asyncio.to_thread(self._store.get, namespace_from_context(), message.id)
-        return GetContainerResponse(container=container_to_proto(record))
+        ns = namespace_from_context()
+        record = await asyncio.to_thread(self._store.get, ns, message.id)
+        return GetContainerResponse(container=container_to_proto(await self._with_spec(ns, record)))
 
     async def list(self, message: ListContainersRequest) -> ListContainersResponse:
-        records = await asyncio.to_thread(self._store.list, namespace_from_context(), list(message.filters))
-        return ListContainersResponse(containers=[container_to_proto(r) for r in records])
+        ns = namespace_from_context()
+        records = await asyncio.to_thread(self._store.list, ns, list(message.filters))
+        return ListContainersResponse(containers=[container_to_proto(await self._with_spec(ns, r)) for r in records])
 
     async def list_stream(self, message: ListContainersRequest) -> AsyncIterator[ListContainerMessage]:
-        records = await asyncio.to_thread(self._store.list, namespace_from_context(), list(message.filters))
+        ns = namespace_from_context()
+        records = await asyncio.to_thread(self._store.list, ns, list(message.filters))
         for record in records:
-            yield ListContainerMessage(container=container_to_proto(record))
+            yield ListContainerMessage(container=container_to_proto(await self._with_spec(ns, record)))
 
     async def create(self, message: CreateContainerRequest) -> CreateContainerResponse:
         if message.container is None:
