@@ -1,89 +1,171 @@
 """TCP forwarding for one published port: accept on the host address, connect to the container, copy both ways.
 
 The relay works on the sockets straight from the event loop's reader and writer callbacks: no task, stream or
-transport per connection, so a new connection costs a few callbacks rather than several loop turns. Each direction
-reads one chunk and sends it; what the receiver cannot take yet stays in a single pending buffer and reading that
-direction pauses until it has been sent (back-pressure: nothing grows without bound). An EOF in one direction is
-passed on as a half-close (shutdown(SHUT_WR)) once its pending data is sent, so protocols that close their sending
-side first keep working; the connection is closed when both directions have ended, and an error on either side
-closes both.
+transport per connection. A new connection is served in the accept callback itself as far as it can be: the
+connection to the container (a local bridge or loopback) has usually completed by the time connect() returns, so a
+zero-timeout poll confirms it and the client's first bytes, often there already, are read and passed on at once;
+only a connection still in progress waits for its writer callback (with a timeout).
+
+Each direction reads one chunk and sends it; what the receiver cannot take yet stays pending and reading that
+direction pauses until it has been sent (back-pressure: nothing grows without bound). A direction that reads a
+full chunk is carrying bulk data and switches to splice(2) through a pipe of its own: the bytes go from socket to
+socket inside the kernel, never copied into Python objects (the pipe is the bounded pending buffer then). An EOF in
+one direction is passed on as a half-close (shutdown(SHUT_WR)) once its pending data is sent, so protocols that close
+their sending side first keep working; the connection is closed when both directions have ended, and an error on
+either side closes both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
+import os
+import select
 import socket
 
 from aiodock.log import get_logger
 
 log = get_logger("aiodock.proxy.tcp")
 
-CHUNK = 256 * 1024
+CHUNK = 256 * 1024  # one recv() in copy mode; a read this full means bulk data: splice from then on
+PIPE_SIZE = 1 << 20  # splice pipe per bulk direction (the kernel's default 64 KiB halves the rate)
 CONNECT_TIMEOUT = 10.0
 ACCEPT_BATCH = 64  # connections accepted per wake-up of the listening socket
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+_AGAIN = (BlockingIOError, InterruptedError)
+
+
+def _splice_pipe() -> tuple[int, int]:
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fcntl.fcntl(write_end, _F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:  # over the user's pipe-buffer allowance: the default size still works
+        pass
+    return read_end, write_end
 
 
 class _Direction:
-    """One way of a relayed connection: from ``src`` to ``dst``."""
+    """One way of a relayed connection: from ``src`` to ``dst``.
 
-    __slots__ = ("relay", "src", "dst", "pending", "eof", "done")
+    Copy mode reads into ``pending`` (bytes not yet taken by dst); splice mode moves bytes into ``pipe`` and
+    ``in_pipe`` counts those not yet taken by dst. Reading stops while either is non-empty."""
+
+    __slots__ = ("relay", "src", "dst", "pending", "pipe", "in_pipe", "eof", "done", "reading", "waiting")
 
     def __init__(self, relay: _Relay, src: socket.socket, dst: socket.socket) -> None:
         self.relay = relay
         self.src = src
         self.dst = dst
-        self.pending = b""  # read from src, not yet taken by dst
+        self.pending = b""
+        self.pipe: tuple[int, int] | None = None
+        self.in_pipe = 0
         self.eof = False  # src has sent its EOF
         self.done = False  # the EOF was passed on: nothing more in this direction
+        self.reading = False  # our reader callback is registered on src
+        self.waiting = False  # our writer callback is registered on dst
 
     def start(self) -> None:
         self.relay.loop.add_reader(self.src.fileno(), self.readable)
+        self.reading = True
 
     def readable(self) -> None:
+        if self.pipe is not None:
+            self._splice_in()
+            return
         try:
             data = self.src.recv(CHUNK)
-        except (BlockingIOError, InterruptedError):
+        except _AGAIN:
             return
         except OSError:
             self.relay.close()
             return
         if not data:
-            self.eof = True
-            self.relay.loop.remove_reader(self.src.fileno())
-            self._finish()
+            self._eof()
             return
         try:
             sent = self.dst.send(data)
-        except (BlockingIOError, InterruptedError):
+        except _AGAIN:
             sent = 0
         except OSError:
             self.relay.close()
             return
         if sent < len(data):  # the receiver is slow: hold the rest, stop reading until it is sent
             self.pending = data[sent:]
-            self.relay.loop.remove_reader(self.src.fileno())
-            self.relay.loop.add_writer(self.dst.fileno(), self.writable)
+            self._wait_for_dst()
+        elif len(data) == CHUNK:
+            try:
+                self.pipe = _splice_pipe()
+            except OSError:  # out of file descriptors: keep copying
+                pass
 
-    def writable(self) -> None:
+    def _splice_in(self) -> None:
+        assert self.pipe is not None
         try:
-            sent = self.dst.send(self.pending)
-        except (BlockingIOError, InterruptedError):
+            got = os.splice(self.src.fileno(), self.pipe[1], PIPE_SIZE, flags=_SPLICE_FLAGS)
+        except _AGAIN:
             return
         except OSError:
             self.relay.close()
             return
-        self.pending = self.pending[sent:]
-        if self.pending:
+        if got == 0:
+            self._eof()
             return
+        self.in_pipe = got
+        if not self._splice_out():
+            self._wait_for_dst()
+
+    def _splice_out(self) -> bool:
+        """Move what is in the pipe to dst; True once the pipe is empty."""
+        assert self.pipe is not None
+        try:
+            self.in_pipe -= os.splice(self.pipe[0], self.dst.fileno(), self.in_pipe, flags=_SPLICE_FLAGS)
+        except _AGAIN:
+            pass
+        except OSError:
+            self.relay.close()
+            return False
+        return self.in_pipe == 0
+
+    def _wait_for_dst(self) -> None:
+        if self.relay.closed:
+            return
+        self.relay.loop.remove_reader(self.src.fileno())
+        self.reading = False
+        self.relay.loop.add_writer(self.dst.fileno(), self.writable)
+        self.waiting = True
+
+    def writable(self) -> None:
+        if self.pipe is not None:
+            if not self._splice_out():
+                return
+        else:
+            try:
+                sent = self.dst.send(self.pending)
+            except _AGAIN:
+                return
+            except OSError:
+                self.relay.close()
+                return
+            self.pending = self.pending[sent:]
+            if self.pending:
+                return
         self.relay.loop.remove_writer(self.dst.fileno())
+        self.waiting = False
         if self.eof:
             self._finish()
         else:
-            self.relay.loop.add_reader(self.src.fileno(), self.readable)
+            self.start()
+
+    def _eof(self) -> None:
+        self.eof = True
+        self.relay.loop.remove_reader(self.src.fileno())
+        self.reading = False
+        self._finish()
 
     def _finish(self) -> None:
-        if self.pending:
+        if self.pending or self.in_pipe:
             return  # writable() finishes once the rest is sent
         try:
             self.dst.shutdown(socket.SHUT_WR)
@@ -92,6 +174,20 @@ class _Direction:
         self.done = True
         if self.relay.up.done and self.relay.down.done:
             self.relay.close()
+
+    def stop(self) -> None:
+        """Unregister our callbacks (the relay is closing): only those registered, as a lookup of an fd that is
+        not registered costs asyncio an exception."""
+        if self.reading:
+            self.relay.loop.remove_reader(self.src.fileno())
+            self.reading = False
+        if self.waiting:
+            self.relay.loop.remove_writer(self.dst.fileno())
+            self.waiting = False
+        if self.pipe is not None:
+            os.close(self.pipe[0])
+            os.close(self.pipe[1])
+            self.pipe = None
 
 
 class _Relay:
@@ -102,16 +198,17 @@ class _Relay:
         self.loop = forwarder.loop
         self.client = client
         self.server = socket.socket(socket.AF_INET6 if ":" in forwarder.target[0] else socket.AF_INET,
-                                    socket.SOCK_STREAM)
+                                    socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         self.up = _Direction(self, client, self.server)
         self.down = _Direction(self, self.server, client)
         self.closed = False
         self._timer: asyncio.TimerHandle | None = None
 
     def connect(self) -> None:
-        self.server.setblocking(False)
         self.server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = self.server.connect_ex(self.forwarder.target)
+        if err == errno.EINPROGRESS and _writable_now(self.server):  # a local peer has usually answered already
+            err = self.server.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err == 0:
             self._connected()
         elif err in (errno.EINPROGRESS, errno.EWOULDBLOCK):
@@ -138,20 +235,26 @@ class _Relay:
     def _connected(self) -> None:
         self.up.start()
         self.down.start()
+        self.up.readable()  # the client's first bytes are often there already: no need to wait for a wake-up
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        if self._timer is not None:
+        if self._timer is not None:  # still connecting
             self._timer.cancel()
-        for sock in (self.client, self.server):
-            fd = sock.fileno()
-            if fd >= 0:
-                self.loop.remove_reader(fd)
-                self.loop.remove_writer(fd)
-            sock.close()
+            self.loop.remove_writer(self.server.fileno())
+        self.up.stop()
+        self.down.stop()
+        self.client.close()
+        self.server.close()
         self.forwarder._relays.discard(self)
+
+
+def _writable_now(sock: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLOUT)
+    return bool(poller.poll(0))
 
 
 class TCPForwarder:
