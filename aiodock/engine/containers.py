@@ -51,6 +51,8 @@ from aiodock.errors import (
 )
 from aiodock.log import get_logger
 from aiodock.logs import jsonfile
+from aiodock.logs.drivers import DEFAULT_DRIVER as DEFAULT_LOG_DRIVER
+from aiodock.logs.drivers import LogSettings, log_settings
 from aiodock.network.files import write_container_files
 from aiodock.util import atomicfile
 from aiodock.util.humanize import human_duration
@@ -398,6 +400,7 @@ class ContainerService:
             raise InvalidArgument(f"invalid restart policy '{policy}'")
         if host_config.get("AutoRemove") and policy not in ("", "no"):
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+        self._log_settings(host_config)  # Docker refuses an unknown driver or option at create
         if not ID_PREFIX_RE.match(image_ref):
             parse_normalized(image_ref)  # "invalid reference format" (400) rather than "No such image" (404)
         if host_config.get("VolumesFrom"):
@@ -694,12 +697,10 @@ class ContainerService:
         except BaseException:
             await self._detach_network(cid)
             raise
-        log_opts = dict(self._config.log_opts)
-        log_opts.update((hc.get("LogConfig") or {}).get("Config") or {})
-        max_size, max_files = jsonfile.parse_log_opts(log_opts)
+        logging = self._log_settings(hc)
         task = TaskSpec(
             namespace=self._ns, container_id=cid, spec=spec, rootfs=tuple(rootfs),
-            log_path=self._files.log_path(cid), log_max_size=max_size, log_max_files=max_files,
+            log_path=self._files.log_path(cid), log_max_size=logging.max_size, log_max_files=logging.max_files,
             stdin=bool(container.config.get("OpenStdin")), terminal=bool(container.config.get("Tty")),  # issue #3
         )
         prepared = time.perf_counter()
@@ -1368,7 +1369,7 @@ class ContainerService:
             "ResolvConfPath": doc["ResolvConfPath"],
             "HostnamePath": doc["HostnamePath"],
             "HostsPath": doc["HostsPath"],
-            "LogPath": doc["LogPath"],
+            "LogPath": doc["LogPath"] if self._log_readable(container) else "",
             "Name": "/" + container.name,
             "RestartCount": container.restart_count,
             "Driver": "overlay2",
@@ -1428,8 +1429,27 @@ class ContainerService:
 
     # ---- logs / attach ----------------------------------------------------------------------------------------
 
+    def _log_settings(self, host_config: dict[str, Any]) -> LogSettings:
+        """The container's log driver and options; the daemon's --log-opt apply to the default driver only."""
+        log_config = host_config.get("LogConfig") or {}
+        if not isinstance(log_config, dict) or not isinstance(log_config.get("Config") or {}, dict):
+            raise InvalidArgument("LogConfig must be a JSON object with a Config object")
+        driver = log_config.get("Type") or DEFAULT_LOG_DRIVER
+        opts = {str(k): str(v) for k, v in (log_config.get("Config") or {}).items()}
+        if driver == DEFAULT_LOG_DRIVER:
+            opts = {**self._config.log_opts, **opts}
+        return log_settings(str(driver), opts)
+
+    def _log_readable(self, container: Container) -> bool:
+        try:
+            return self._log_settings(container.host_config).readable
+        except InvalidArgument:  # made before drivers were checked at create: it has a json-file log
+            return True
+
     async def logs(self, ref: str, options: LogOptions) -> tuple[bool, AsyncIterator[OutputChunk]]:
         container = self._get(ref)
+        if not self._log_readable(container):
+            raise NotImplementedYet("configured logging driver does not support reading")
         path = self._files.log_path(container.id)
         tty = bool(container.config.get("Tty"))  # issue #3: a TTY container's log is sent raw
         # Streamed a bounded piece at a time; without per-line timestamps, consecutive lines of a stream go out

@@ -825,11 +825,12 @@ def parse_size(text: str) -> int:
     return int(value * _DECIMAL_UNITS[unit])
 
 
-def parse_log_opts(opts: dict[str, str]) -> tuple[int | None, int]:
-    """``(max_size, max_files)`` from json-file ``--log-opt``s, validated with Docker's messages."""
+def parse_log_opts(opts: dict[str, str], allowed: frozenset[str] = JSON_FILE_LOG_OPTS,
+                   driver: str = "json-file") -> tuple[int | None, int]:
+    """``(max_size, max_files)`` from a file driver's ``--log-opt``s, validated with Docker's messages."""
     for key in opts:
-        if key not in JSON_FILE_LOG_OPTS:
-            raise InvalidArgument(f"unknown log opt '{key}' for json-file log driver")
+        if key not in allowed:
+            raise InvalidArgument(f"unknown log opt '{key}' for {driver} log driver")
     max_size: int | None = None
     if "max-size" in opts:
         max_size = parse_size(opts["max-size"])

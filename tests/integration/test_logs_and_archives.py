@@ -60,6 +60,38 @@ def test_json_file_rotation(daemon: Daemon, busybox: str) -> None:
     daemon.docker("rm", info["Id"], check=True)
 
 
+def test_log_drivers_none_local_and_unknown(daemon: Daemon, busybox: str) -> None:
+    # none: the output still reaches an attached client, `docker logs` is refused as Docker's (501), LogPath empty.
+    run = daemon.docker("run", "--name", "quiet", "--log-driver", "none", busybox, "sh", "-c", "echo attached-out")
+    assert run.returncode == 0 and run.stdout == "attached-out\n"
+    logs = daemon.docker("logs", "quiet")
+    assert logs.returncode == 1 and "configured logging driver does not support reading" in logs.stderr
+    status, body = daemon.api("GET", "/containers/quiet/logs?stdout=1")
+    assert status == 501 and json.loads(body)["message"] == "configured logging driver does not support reading"
+    info = json.loads(daemon.docker("inspect", "quiet", check=True).stdout)[0]
+    assert info["LogPath"] == "" and info["HostConfig"]["LogConfig"]["Type"] == "none"
+    daemon.docker("rm", "quiet", check=True)
+    # local: read back by `docker logs`, with its own options checked.
+    daemon.docker("run", "--name", "local", "--log-driver", "local", "--log-opt", "max-size=1m", busybox,
+                  "echo", "kept-locally", check=True)
+    assert daemon.docker("logs", "local", check=True).stdout == "kept-locally\n"
+    daemon.docker("rm", "local", check=True)
+    # Refused at create with Docker's messages (400), and nothing is left behind.
+    before = daemon.docker("ps", "-aq").stdout
+    for flags, message in (
+        (("--log-driver", "syslog"), "logger: no log driver named 'syslog' is registered"),
+        (("--log-opt", "max-sise=1m"), "unknown log opt 'max-sise' for json-file log driver"),
+        (("--log-driver", "local", "--log-opt", "labels=a"), "unknown log opt 'labels' for local log driver"),
+        (("--log-opt", "mode=sometimes"), "logger: logger log option 'mode' is not valid"),
+    ):
+        created = daemon.docker("create", *flags, busybox, "true")
+        assert created.returncode != 0 and message in created.stderr, (flags, created.stderr)
+    assert daemon.docker("ps", "-aq").stdout == before
+    status, body = daemon.api("POST", "/containers/create", {
+        "Image": busybox, "Cmd": ["true"], "HostConfig": {"LogConfig": {"Type": "gelf", "Config": {}}}})
+    assert status == 400 and "no log driver named 'gelf'" in json.loads(body)["message"]
+
+
 def _tar(entries: list[tarfile.TarInfo], payload: bytes = b"evil\n") -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:

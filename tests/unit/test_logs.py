@@ -387,3 +387,24 @@ async def test_attach_pump_stops_reading_ahead_of_a_slow_client() -> None:
     assert first.data == b"0\n" and produced <= _PUMP_DEPTH + 2
     rest = [chunk.data async for chunk in chunks]
     assert rest == [f"{n}\n".encode() for n in range(1, 100)]
+
+
+def test_log_driver_settings() -> None:
+    from aiodock.logs.drivers import (
+        LOCAL_MAX_FILES,
+        LOCAL_MAX_SIZE,
+        NONE_RING_SIZE,
+        LogSettings,
+        log_settings,
+    )
+
+    assert log_settings(None, {}) == LogSettings("json-file", None, 1, readable=True)
+    assert log_settings("json-file", {"max-size": "2k", "max-file": "4", "mode": "non-blocking"}) == \
+        LogSettings("json-file", 2000, 4, readable=True)
+    assert log_settings("local", {}) == LogSettings("local", LOCAL_MAX_SIZE, LOCAL_MAX_FILES, readable=True)
+    assert log_settings("local", {"max-file": "2"}) == LogSettings("local", LOCAL_MAX_SIZE, 2, readable=True)
+    assert log_settings("none", {"anything": "goes"}) == LogSettings("none", NONE_RING_SIZE, 2, readable=False)
+    with pytest.raises(InvalidArgument, match="logger: no log driver named 'journald' is registered"):
+        log_settings("journald", {})
+    with pytest.raises(InvalidArgument, match="unknown log opt 'env' for local log driver"):
+        log_settings("local", {"env": "A"})
