@@ -4,9 +4,10 @@
 - ``local``: accepted as Docker's local driver is used: ``docker logs`` works, with its rotation defaults (20 MiB x 5
   files) and options (max-size, max-file, compress). aiodock stores it in the json-file format (Docker uses its own
   protobuf format, which nothing outside the engine reads).
-- ``none``: ``docker logs`` answers 501 "configured logging driver does not support reading", as Docker's. The
-  engine still keeps the last output in a small internal ring (two files of 1 MiB) because attach reads the
-  container's output through its log; LogPath is empty, as Docker's.
+- ``none``: ``docker logs`` answers 501 "configured logging driver does not support reading", as Docker's, and
+  LogPath is empty. The engine still writes the output to an internal log, because attach reads a container's
+  output through its log: without rotation, as json-file without max-size (a small rotating ring would lose what an
+  attached client has not read yet when the container writes faster than the client reads).
 
 Other names (syslog, journald, gelf, fluentd, awslogs, splunk, plugins) are not registered here and are refused when
 the container is created, with Docker's message.
@@ -24,7 +25,6 @@ BUILTIN_LOG_OPTS = frozenset({"mode", "max-buffer-size"})  # Docker's options va
 LOCAL_LOG_OPTS = frozenset({"max-size", "max-file", "compress"})
 LOCAL_MAX_SIZE = 20 * 1024 * 1024
 LOCAL_MAX_FILES = 5
-NONE_RING_SIZE = 1024 * 1024  # per file, two files: what attach can still read of a none-driver container
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def log_settings(driver: str | None, opts: dict[str, str]) -> LogSettings:
     """The settings for a container's LogConfig (Type, merged Config); InvalidArgument with Docker's messages."""
     name = driver or DEFAULT_DRIVER
     if name == "none":  # Docker validates no option for none
-        return LogSettings("none", NONE_RING_SIZE, 2, readable=False)
+        return LogSettings("none", None, 1, readable=False)
     mode = opts.get("mode", "")
     if mode not in ("", "blocking", "non-blocking"):
         raise InvalidArgument(f"logger: logger log option 'mode' is not valid: {mode!r}")

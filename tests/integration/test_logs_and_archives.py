@@ -71,6 +71,9 @@ def test_log_drivers_none_local_and_unknown(daemon: Daemon, busybox: str) -> Non
     info = json.loads(daemon.docker("inspect", "quiet", check=True).stdout)[0]
     assert info["LogPath"] == "" and info["HostConfig"]["LogConfig"]["Type"] == "none"
     daemon.docker("rm", "quiet", check=True)
+    # More than the internal ring holds goes through attach whole (the ring rotates under the follower).
+    big = daemon.docker("run", "--rm", "--log-driver", "none", busybox, "sh", "-c", "yes abcdefghi | head -c 3000000")
+    assert big.returncode == 0 and len(big.stdout) == 3_000_000 and set(big.stdout.splitlines()) == {"abcdefghi"}
     # local: read back by `docker logs`, with its own options checked.
     daemon.docker("run", "--name", "local", "--log-driver", "local", "--log-opt", "max-size=1m", busybox,
                   "echo", "kept-locally", check=True)

@@ -393,7 +393,6 @@ def test_log_driver_settings() -> None:
     from aiodock.logs.drivers import (
         LOCAL_MAX_FILES,
         LOCAL_MAX_SIZE,
-        NONE_RING_SIZE,
         LogSettings,
         log_settings,
     )
@@ -403,7 +402,7 @@ def test_log_driver_settings() -> None:
         LogSettings("json-file", 2000, 4, readable=True)
     assert log_settings("local", {}) == LogSettings("local", LOCAL_MAX_SIZE, LOCAL_MAX_FILES, readable=True)
     assert log_settings("local", {"max-file": "2"}) == LogSettings("local", LOCAL_MAX_SIZE, 2, readable=True)
-    assert log_settings("none", {"anything": "goes"}) == LogSettings("none", NONE_RING_SIZE, 2, readable=False)
+    assert log_settings("none", {"anything": "goes"}) == LogSettings("none", None, 1, readable=False)
     with pytest.raises(InvalidArgument, match="logger: no log driver named 'journald' is registered"):
         log_settings("journald", {})
     with pytest.raises(InvalidArgument, match="unknown log opt 'env' for local log driver"):
