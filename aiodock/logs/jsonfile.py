@@ -608,6 +608,24 @@ class _FileTailer:
                     cursor.close()
                     break
 
+    def _catch_up(self) -> None:
+        """After the file being read was rotated: queue the files rotated since (a writer faster than the reader
+        can rotate more than once between two polls), oldest first, so that none of them is skipped. They are the
+        rotated files newer than the one just read, or all of them when that one has already been dropped."""
+        newer: list[int] = []
+        for file in reversed(log_files(self.path)[:-1]):  # newest first: name.1, name.2, ...
+            try:
+                fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == self.inode:
+                os.close(fd)
+                break
+            newer.append(fd)
+        self.backlog.extend(_Cursor(fd) for fd in reversed(newer))
+        # (The caller opens the current file next; a rotation in between may put it among these: read it once.)
+
     def close(self) -> None:
         for cursor in self.backlog:
             cursor.close()
@@ -648,7 +666,11 @@ class _FileTailer:
                 return block, True
             cursor.close()
             self.current = None
-            if self.open_current():
+            self._catch_up()
+            opened = self.open_current()
+            if self.backlog:
+                return block, True
+            if opened:
                 assert self.current is not None
                 rest, more = self.current.read(self.limit, final)
                 return block + rest, more

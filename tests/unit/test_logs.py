@@ -166,6 +166,32 @@ async def test_follow_sees_appended_lines_and_ends_after_stop(log_dir: Path) -> 
     assert received == [b"old 2\n", *[f"new {n}\n".encode() for n in range(8)], b"last words\n"]
 
 
+@pytest.mark.parametrize("max_files", [3, 5])
+async def test_follow_catches_up_on_files_rotated_between_two_polls(log_dir: Path, max_files: int) -> None:
+    """A writer faster than the follower rotates more than once while the follower sleeps: the files rotated past
+    it are read in order, none is skipped, as long as they still exist."""
+    path = log_dir / "c-json.log"
+    writer = JsonFileWriter(path, max_size=200, max_files=max_files)
+    writer.write("stdout", b"first\n", now=T0)
+    stop = asyncio.Event()
+    received: list[bytes] = []
+
+    async def consume() -> None:
+        async for entry in follow(path, stop=stop):
+            received.append(entry.data)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.1)  # the follower has read "first" and polls every 50 ms
+    lines = [f"burst {n:02d} padding\n".encode() for n in range(2 * (max_files - 1))]
+    for line in lines:  # two lines fill a file: max_files - 1 rotations with no poll in between
+        writer.write("stdout", line, now=T0)
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    writer.close()
+    assert received == [b"first\n", *lines]
+
+
 async def test_follow_waits_for_file_and_accepts_callable_stop(log_dir: Path) -> None:
     path = log_dir / "later-json.log"
     done = False
