@@ -2,8 +2,8 @@
 
 The published-port tests in test_network.py go through real containers; these look at what only shows at this
 level: byte-exact bulk copies in both directions (the spliced path), half-close in the middle of a bulk transfer,
-no file descriptor or callback left after many short connections, a refused connection to the container, and the UDP
-flow table's expiry.
+no file descriptor or callback left after many short connections, a connect to the container that is refused, one
+still in progress after the accept callback (completed later, or timed out), and the UDP flow table's expiry.
 """
 
 from __future__ import annotations
@@ -171,3 +171,80 @@ async def test_udp_flows_expire_when_idle() -> None:
     finally:
         await fwd.close()
         server.close()
+
+
+def full_listener() -> tuple[socket.socket, list[socket.socket]]:
+    """A listener whose accept queue is full (listen(0) queues one connection, which is never accepted): a SYN to it
+    is dropped, so a connect stays in progress until the queue has room again (the SYN is retransmitted after 1 s)."""
+    target = socket.socket()
+    target.bind(("127.0.0.1", 0))
+    target.listen(0)
+    filler = socket.socket()
+    filler.setblocking(False)
+    filler.connect_ex(target.getsockname())
+    return target, [filler]
+
+
+async def test_connect_still_in_progress_completes_later() -> None:
+    """The container does not answer the SYN at once: the relay waits for the connect's writer callback instead of
+    the accept callback's quick check, and the client's bytes sent meanwhile still arrive."""
+    target, fillers = full_listener()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    fwd = TCPForwarder(listener, "127.0.0.1", target.getsockname()[1])
+    await fwd.start()
+    loop = asyncio.get_running_loop()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
+        writer.write(b"sent before the container answered")
+        writer.write_eof()
+        await asyncio.sleep(0.3)
+        assert len(fwd._relays) == 1 and not next(iter(fwd._relays)).up.reading  # still connecting
+        target.setblocking(False)
+        for _ in fillers:  # make room: the retransmitted SYN gets through
+            (await loop.sock_accept(target))[0].close()
+        async with asyncio.timeout(10):
+            server, _ = await loop.sock_accept(target)
+            received = b""
+            while chunk := await loop.sock_recv(server, 1024):
+                received += chunk
+        assert received == b"sent before the container answered"
+        server.close()
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""  # the container's close reaches the client
+        writer.close()
+    finally:
+        await fwd.close()
+        for filler in fillers:
+            filler.close()
+        target.close()
+
+
+async def test_connect_that_never_completes_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiodock.proxy.tcp as tcp
+
+    monkeypatch.setattr(tcp, "CONNECT_TIMEOUT", 0.5)
+    target, fillers = full_listener()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    fwd = TCPForwarder(listener, "127.0.0.1", target.getsockname()[1])
+    await fwd.start()
+    before = open_fds()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
+        async with asyncio.timeout(5):
+            try:
+                assert await reader.read() == b""  # closed by the proxy after the timeout
+            except ConnectionResetError:
+                pass
+        writer.close()
+        await writer.wait_closed()
+        assert not fwd._relays
+        assert open_fds() <= before
+    finally:
+        await fwd.close()
+        for filler in fillers:
+            filler.close()
+        target.close()
