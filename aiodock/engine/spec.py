@@ -248,4 +248,14 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
         del resources["cpu"]
     if host_config.get("Ulimits"):
         opts.with_rlimits(spec, host_config["Ulimits"])
+    if host_config.get("Sysctls"):
+        opts.with_sysctls(spec, {str(k): str(v) for k, v in host_config["Sysctls"].items()})
+    if host_config.get("OomScoreAdj"):
+        opts.with_oom_score_adj(spec, int(host_config["OomScoreAdj"]))
+    if host_config.get("Devices"):
+        opts.with_devices(spec, [
+            (str(d.get("PathOnHost") or ""), str(d.get("PathInContainer") or ""),
+             str(d.get("CgroupPermissions") or "rwm"))
+            for d in host_config["Devices"] if isinstance(d, dict)
+        ])
     return spec

@@ -87,3 +87,17 @@ def test_tty_sets_term_like_docker(daemon: Daemon, busybox: str) -> None:
     code, out, err = run(daemon, "-t", busybox, "sh", "-c", "echo $TERM; test -t 1 && echo tty")
     assert code == 0, err
     assert out.replace("\r", "").split() == ["xterm", "tty"]
+
+
+def test_sysctls_oom_score_adj_and_devices(daemon: Daemon, busybox: str) -> None:
+    code, out, err = run(daemon, "--sysctl", "net.ipv4.tcp_keepalive_time=77", "--sysctl", "kernel.shmmni=1234",
+                         "--oom-score-adj", "123", "--device", "/dev/null:/dev/mynull:rw", busybox, "sh", "-c",
+                         "cat /proc/sys/net/ipv4/tcp_keepalive_time /proc/sys/kernel/shmmni /proc/1/oom_score_adj; "
+                         "echo x > /dev/mynull && echo device-ok")
+    assert (code, out.split()) == (0, ["77", "1234", "123", "device-ok"]), err
+    with open("/proc/sys/net/ipv4/tcp_keepalive_time") as host:
+        assert host.read().strip() != "77"  # the container's own netns took it
+    code, _, err = run(daemon, "--network", "host", "--sysctl", "net.ipv4.ip_forward=0", busybox, "true")
+    assert code != 0 and 'sysctl "net.ipv4.ip_forward" not allowed in host network namespace' in err
+    code, _, err = run(daemon, "--device", "/dev/nope", busybox, "true")
+    assert code != 0 and 'adding custom device "/dev/nope": no such file or directory' in err

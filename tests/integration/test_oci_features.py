@@ -359,3 +359,17 @@ def test_sysctls(bundle: Bundle) -> None:
         opts.with_sysctls(bundle.spec, {"net.ipv4.ip_forward": "1"})
 
 
+
+
+def test_devices(bundle: Bundle) -> None:
+    opts.with_devices(bundle.spec, [("/dev/null", "/dev/mynull", "rwm"), ("/dev/zero", "", "r")])
+    result = bundle.run("ls -l /dev/mynull /dev/zero; echo ok > /dev/mynull && echo written; head -c 3 /dev/zero | wc -c")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("crw") and lines[0].split()[4:6] == ["1,", "3"] and lines[0].endswith("/dev/mynull")
+    assert lines[1].endswith("/dev/zero") and lines[2:] == ["written", "3"]
+    with pytest.raises(InvalidArgument, match='adding custom device "/dev/nope": no such file or directory'):
+        opts.with_devices(bundle.spec, [("/dev/nope", "", "rwm")])
+    with pytest.raises(InvalidArgument, match="not a device node"):
+        opts.with_devices(bundle.spec, [("/etc/hostname", "", "rwm")])
+    with pytest.raises(InvalidArgument, match="invalid device mode: rx"):
+        opts.with_devices(bundle.spec, [("/dev/null", "", "rx")])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from typing import Any
 
 from aiodock.core.oci.capabilities import host_capabilities, tweak_capabilities
@@ -165,6 +166,53 @@ def with_privileged(spec: dict[str, Any]) -> None:
     for mount in spec.get("mounts", []):
         if mount.get("destination") in ("/sys", "/sys/fs/cgroup"):
             mount["options"] = [o for o in mount.get("options", []) if o != "ro"] + ["rw"]
+
+
+def with_devices(spec: dict[str, Any], devices: list[tuple[str, str, str]]) -> None:
+    """``--device host[:container[:perms]]`` as (PathOnHost, PathInContainer, CgroupPermissions): the device node
+    made in the container (type, numbers, mode and owner from the host's node) and a cgroup rule allowing it. A
+    directory adds every device node below it. Reads the host's /dev (blocking: build specs off the event loop)."""
+    linux = _linux(spec)
+    for host_path, container_path, permissions in devices:
+        if not permissions or set(permissions) - set("rwm"):
+            raise InvalidArgument(f"invalid device mode: {permissions}")
+        found = _device_nodes(host_path, container_path or host_path)
+        for path, st in found:
+            kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+            major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            nodes = linux.setdefault("devices", [])
+            nodes[:] = [node for node in nodes if node.get("path") != path]
+            nodes.append({"path": path, "type": kind, "major": major, "minor": minor,
+                          "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+            _resources(spec).setdefault("devices", []).append(
+                {"allow": True, "type": kind, "major": major, "minor": minor, "access": permissions})
+
+
+def _device_nodes(host_path: str, container_path: str) -> list[tuple[str, os.stat_result]]:
+    def failed(why: str) -> InvalidArgument:
+        return InvalidArgument(f'error gathering device information while adding custom device "{host_path}": {why}')
+
+    try:
+        st = os.stat(host_path)
+    except FileNotFoundError:
+        raise failed("no such file or directory") from None
+    except OSError as exc:
+        raise failed(exc.strerror or str(exc)) from None
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return [(container_path, st)]
+    if not stat.S_ISDIR(st.st_mode):
+        raise failed("not a device node")
+    found = []
+    for root, _dirs, files in os.walk(host_path):
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            try:
+                node = os.stat(full)
+            except OSError:
+                continue
+            if stat.S_ISCHR(node.st_mode) or stat.S_ISBLK(node.st_mode):
+                found.append((os.path.join(container_path, os.path.relpath(full, host_path)), node))
+    return found
 
 
 def with_readonly_rootfs(spec: dict[str, Any]) -> None:
