@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import signal as _signal
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -401,6 +402,10 @@ class ContainerService:
         if host_config.get("AutoRemove") and policy not in ("", "no"):
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         self._log_settings(host_config)  # Docker refuses an unknown driver or option at create
+        _check_namespace_modes(body, host_config)
+        runtime = host_config.get("Runtime")
+        if runtime and runtime != self._config.runtime:  # one runtime per daemon (--default-runtime)
+            raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
         if not ID_PREFIX_RE.match(image_ref):
             parse_normalized(image_ref)  # "invalid reference format" (400) rather than "No such image" (404)
         if host_config.get("VolumesFrom"):
@@ -495,6 +500,33 @@ class ContainerService:
             raise _JoinFailed(f"cannot join network of a non running container: {target}")
         att = self._networks.attachment(other.id) if self._networks is not None else None
         return other, att.netns_path if att is not None else f"/proc/{other.state.pid}/ns/net"
+
+    def _namespace_container(self, container: Container, kind: str) -> Container | None:
+        """At start, for ``--pid``/``--ipc container:<id>``: the running container whose namespace to join (its
+        /proc/<pid>/ns/<kind>); None for the other modes. An IPC donor must be shareable, as Docker's."""
+        value = str(container.host_config.get("PidMode" if kind == "pid" else "IpcMode") or "")
+        if not value.startswith("container:"):
+            return None
+        target = value.partition(":")[2]
+        try:
+            other = self._get(target)
+        except NotFound as exc:
+            raise _JoinNotFound(exc.message) from None
+        if other.id == container.id:
+            raise _JoinFailed(f"cannot join own {kind.upper()} namespace")
+        if not other.state.running or not other.state.pid:
+            raise _JoinFailed(f"cannot join {kind.upper()} of a non running container: {target}")
+        if kind == "ipc" and other.host_config.get("IpcMode") != "shareable":
+            raise _JoinFailed("non-shareable IPC (hint: use IpcMode:shareable for the donor container)")
+        return other
+
+    def _shm_dir(self, cid: str) -> Path:
+        """The host-side /dev/shm of a shareable-IPC container (Docker's containers/<id>/mounts/shm)."""
+        return self._files.dir(cid) / "mounts" / "shm"
+
+    async def _release_shm(self, container: Container | None) -> None:
+        if container is not None and container.host_config.get("IpcMode") == "shareable":
+            await asyncio.to_thread(unmount, self._shm_dir(container.id))
 
     # ---- volumes and the root filesystem (archive, commit) ----------------------------------------------------
 
@@ -679,8 +711,18 @@ class ContainerService:
                 exposed_ports=container.config.get("ExposedPorts"), dns_servers=hc.get("Dns"),
                 mac_address=container.config.get("MacAddress") or None)
         try:
+            joined = {kind: self._namespace_container(container, kind) for kind in ("pid", "ipc")}
+            shm_source: Path | None = None  # a host tmpfs as /dev/shm: shareable, or the donor's
+            if hc.get("IpcMode") == "shareable":
+                shm_source = self._shm_dir(cid)
+                size = int(hc.get("ShmSize") or 64 * 1024 * 1024)
+                await asyncio.to_thread(_mount_shm, shm_source, size)
+            elif joined["ipc"] is not None:
+                shm_source = self._shm_dir(joined["ipc"].id)
             await asyncio.to_thread(
-                write_container_files, cdir, container.config.get("Hostname") or cid[:12], mode == "host",
+                write_container_files, cdir,
+                socket.gethostname() if hc.get("UTSMode") == "host" else container.config.get("Hostname") or cid[:12],
+                mode == "host",
                 hc.get("ExtraHosts"), hc.get("Dns"), hc.get("DnsSearch"), hc.get("DnsOptions"),
                 attachment.ip if attachment else None,
                 embedded_dns=self._networks is not None and self._networks.embedded_dns(cid),
@@ -693,9 +735,12 @@ class ContainerService:
                 cgroup_parent=hc.get("CgroupParent") or self._config.cgroup_parent,
                 netns_path=attachment.netns_path if attachment else shared[1] if shared else None,
                 volume_mount=self._volumes.oci_mount if self._volumes is not None else None,
+                pid_target=joined["pid"].state.pid if joined["pid"] else None,
+                ipc_target=joined["ipc"].state.pid if joined["ipc"] else None, shm_source=shm_source,
             )
         except BaseException:
             await self._detach_network(cid)
+            await self._release_shm(container)
             raise
         logging = self._log_settings(hc)
         task = TaskSpec(
@@ -739,6 +784,7 @@ class ContainerService:
         except AiodockError:
             pass
         await self._detach_network(cid)
+        await self._release_shm(self._containers.get(cid))
 
     async def _detach_network(self, cid: str, forget: bool = False) -> None:
         if self._networks is not None:
@@ -784,6 +830,7 @@ class ContainerService:
             self._notify_exit(cid, exit_code)  # stop/wait answer now; the clean-up below still holds the lock
             await self._delete_task(cid)
             await self._detach_network(cid)
+            await self._release_shm(container)
             if delay is not None:
                 await self._save(container.with_state(status="restarting"))
                 if self._loading:  # start-up: networks are restored first, then the restarts run
@@ -1195,6 +1242,7 @@ class ContainerService:
             self._removing.add(container.id)
             try:
                 await self._detach_network(container.id, forget=True)
+                await self._release_shm(container)
                 await self._images.remove_rootfs(container.id)
                 await asyncio.to_thread(self._files.remove, container.id)
                 try:
@@ -1716,6 +1764,28 @@ def _mac_address(body: dict[str, Any], mode: str) -> str:
     if mode in ("host", "none"):
         raise InvalidArgument("conflicting options: mac-address and the network mode")
     return mac.lower()
+
+
+def _check_namespace_modes(body: dict[str, Any], host_config: dict[str, Any]) -> None:
+    """HostConfig PidMode, IpcMode and UTSMode with Docker's messages (400)."""
+    pid = str(host_config.get("PidMode") or "")
+    if pid not in ("", "host", "private") and not (pid.startswith("container:") and pid != "container:"):
+        raise InvalidArgument(f"invalid PID mode: {pid}")
+    ipc = str(host_config.get("IpcMode") or "")
+    if ipc not in ("", "host", "private", "shareable", "none") and not (
+            ipc.startswith("container:") and ipc != "container:"):
+        raise InvalidArgument(f"invalid IPC mode: {ipc}")
+    uts = str(host_config.get("UTSMode") or "")
+    if uts not in ("", "host", "private"):
+        raise InvalidArgument(f"invalid UTS mode: {uts}")
+    if uts == "host" and body.get("Hostname"):
+        raise InvalidArgument("conflicting options: hostname and the UTS mode")
+
+
+def _mount_shm(target: Path, size: int) -> None:
+    """A tmpfs for a shareable container's /dev/shm on the host side (blocking)."""
+    unmount(target)  # left from a run that ended while the daemon was down
+    mount_all([Mount("tmpfs", "shm", ("nosuid", "nodev", "noexec", "mode=1777", f"size={size}"))], target)
 
 
 class _JoinFailed(Conflict):

@@ -153,8 +153,12 @@ def _bind_mounts(host_config: dict[str, Any], container_id: str = "", config: di
 
 def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[str, Any], args: list[str],
                rootfs: list[Mount], container_dir: Path, cgroup_parent: str,
-               netns_path: str | None = None, volume_mount: VolumeMountResolver | None = None) -> dict[str, Any]:
-    """Blocking (reads the image's passwd/group and the host's paths): call from a thread."""
+               netns_path: str | None = None, volume_mount: VolumeMountResolver | None = None,
+               pid_target: int | None = None, ipc_target: int | None = None,
+               shm_source: Path | None = None) -> dict[str, Any]:
+    """Blocking (reads the image's passwd/group and the host's paths): call from a thread. ``pid_target`` and
+    ``ipc_target``: the init pid of the container whose PID or IPC namespace to join (container:<id> modes);
+    ``shm_source``: a host tmpfs to bind as /dev/shm (shareable IPC, or the donor's)."""
     spec = default_spec(container_id, cgroups_path=f"/{cgroup_parent.strip('/')}/{container_id}")
     init_mount: list[dict[str, Any]] = []
     if host_config.get("Init"):  # --init: a minimal init (tini) as PID 1 reaps zombies and forwards signals
@@ -184,18 +188,37 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
     opts.with_user(spec, uid, gid, sorted(set(gids + extra)))
     mode = network_mode(host_config)
     host_net = mode == "host"
-    if not host_net:
+    host_uts = host_config.get("UTSMode") == "host"
+    if not host_net and not host_uts:
         opts.with_hostname(spec, config.get("Hostname") or container_id[:12])
     opts.with_network_namespace(spec, "host" if host_net else netns_path or "private")
+    if host_uts:
+        opts.with_namespace(spec, "uts", "host")
+    pid_mode = str(host_config.get("PidMode") or "")
+    if pid_mode == "host":
+        opts.with_namespace(spec, "pid", "host")
+    elif pid_target is not None:
+        opts.with_namespace(spec, "pid", f"/proc/{pid_target}/ns/pid")
+    ipc_mode = str(host_config.get("IpcMode") or "")
+    if ipc_mode == "host":
+        opts.with_namespace(spec, "ipc", "host")
+    elif ipc_target is not None:
+        opts.with_namespace(spec, "ipc", f"/proc/{ipc_target}/ns/ipc")
     mounts = _bind_mounts(host_config, container_id, config, volume_mount) + init_mount
     for fname, dest in (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"),
                         ("resolv.conf", "/etc/resolv.conf")):
         if not any(m["destination"] == dest for m in mounts):
             mounts.append({"destination": dest, "type": "bind", "source": str(container_dir / fname),
                            "options": ["rbind", "rprivate"]})
-    shm_size = int(host_config.get("ShmSize") or 64 * 1024 * 1024)
-    mounts.append({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-                   "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"]})
+    if ipc_mode == "host" or shm_source is not None:  # as Docker: the host's /dev/shm, or a shareable one's
+        mounts.append({"destination": "/dev/shm", "type": "bind", "source": str(shm_source or "/dev/shm"),
+                       "options": ["rbind", "rprivate"]})
+    elif ipc_mode == "none":  # as Docker: no /dev/shm at all
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/dev/shm"]
+    else:
+        shm_size = int(host_config.get("ShmSize") or 64 * 1024 * 1024)
+        mounts.append({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                       "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"]})
     opts.with_mounts(spec, mounts)
     if host_config.get("Privileged"):
         opts.with_privileged(spec)

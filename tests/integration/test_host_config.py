@@ -101,3 +101,51 @@ def test_sysctls_oom_score_adj_and_devices(daemon: Daemon, busybox: str) -> None
     assert code != 0 and 'sysctl "net.ipv4.ip_forward" not allowed in host network namespace' in err
     code, _, err = run(daemon, "--device", "/dev/nope", busybox, "true")
     assert code != 0 and 'adding custom device "/dev/nope": no such file or directory' in err
+
+
+def test_pid_uts_and_ipc_namespace_modes(daemon: Daemon, busybox: str) -> None:
+    import os
+    import socket
+
+    donor = daemon.docker("run", "-d", "--ipc", "shareable", busybox, "sh", "-c",
+                          "echo from-donor > /dev/shm/mark; exec sleep 300", check=True).stdout.strip()
+    private = daemon.docker("run", "-d", busybox, "sleep", "300", check=True).stdout.strip()
+    try:
+        # --pid host sees the host's processes; --pid container:<id> sees the other container's.
+        code, out, err = run(daemon, "--pid", "host", busybox, "sh", "-c", f"test -d /proc/{os.getpid()} && echo host")
+        assert (code, out) == (0, "host\n"), err
+        code, out, err = run(daemon, "--pid", f"container:{donor}", busybox, "ps", "-o", "pid,args")
+        assert code == 0 and any(line.split()[:2] == ["1", "sleep"] for line in out.splitlines()), out + err
+        # --uts host: the host's name, in /etc/hostname too; with --hostname it conflicts, as Docker says.
+        code, out, err = run(daemon, "--uts", "host", busybox, "sh", "-c", "hostname; cat /etc/hostname")
+        assert (code, out.split()) == (0, [socket.gethostname()] * 2), err
+        code, _, err = run(daemon, "--uts", "host", "--hostname", "x", busybox, "true")
+        assert code != 0 and "conflicting options: hostname and the UTS mode" in err
+        # --ipc: the host's namespace, a shareable donor's namespace and /dev/shm, none, and the errors.
+        host_ipc = os.readlink("/proc/self/ns/ipc")
+        code, out, err = run(daemon, "--ipc", "host", busybox, "readlink", "/proc/self/ns/ipc")
+        assert (code, out.strip()) == (0, host_ipc), err
+        donor_ipc = daemon.docker("exec", donor, "readlink", "/proc/self/ns/ipc", check=True).stdout.strip()
+        code, out, err = run(daemon, "--ipc", f"container:{donor}", busybox, "sh", "-c",
+                             "readlink /proc/self/ns/ipc; cat /dev/shm/mark; echo from-joiner > /dev/shm/back")
+        assert (code, out.split()) == (0, [donor_ipc, "from-donor"]), err
+        assert daemon.docker("exec", donor, "cat", "/dev/shm/back", check=True).stdout == "from-joiner\n"
+        code, _, err = run(daemon, "--ipc", f"container:{private}", busybox, "true")
+        assert code != 0 and "non-shareable IPC" in err
+        code, out, err = run(daemon, "--ipc", "none", busybox, "sh", "-c", "test -e /dev/shm || echo no-shm")
+        assert (code, out) == (0, "no-shm\n"), err
+        code, _, err = run(daemon, "--ipc", "container:nope", busybox, "true")
+        assert code != 0 and "No such container: nope" in err
+        status, body = daemon.api("POST", "/containers/create", {
+            "Image": busybox, "HostConfig": {"PidMode": "bogus", "IpcMode": ""}})
+        assert status == 400 and b"invalid PID mode: bogus" in body
+    finally:
+        daemon.docker("rm", "-f", donor, private)
+    shm = daemon.data_root / "containers" / donor / "mounts" / "shm"
+    assert not os.path.ismount(shm)  # the donor's host-side /dev/shm went with it
+
+
+def test_runtime_must_be_the_daemons(daemon: Daemon, busybox: str) -> None:
+    assert run(daemon, "--runtime", "runc", busybox, "true")[0] == 0
+    code, _, err = run(daemon, "--runtime", "nope", busybox, "true")
+    assert code != 0 and "unknown or invalid runtime name: nope" in err

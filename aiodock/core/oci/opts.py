@@ -276,6 +276,24 @@ def with_network_namespace(spec: dict[str, Any], mode: str) -> None:
     _linux(spec)["namespaces"] = namespaces
 
 
+def with_namespace(spec: dict[str, Any], kind: str, mode: str) -> None:
+    """The ``pid``, ``ipc`` or ``uts`` namespace: ``private`` (a new one), ``host`` (the daemon's), or an absolute
+    path to join (``/proc/<pid>/ns/<kind>`` of another container). A host UTS namespace takes no hostname."""
+    if kind not in ("pid", "ipc", "uts"):
+        raise InvalidArgument(f"unknown namespace type: {kind}")
+    namespaces = [ns for ns in _linux(spec).get("namespaces", []) if ns.get("type") != kind]
+    if mode == "private":
+        namespaces.append({"type": kind})
+    elif mode == "host":
+        if kind == "uts":
+            spec.pop("hostname", None)
+    elif mode.startswith("/"):
+        namespaces.append({"type": kind, "path": mode})
+    else:
+        raise InvalidArgument(f"invalid {kind} namespace mode: {mode}")
+    _linux(spec)["namespaces"] = namespaces
+
+
 def with_seccomp(spec: dict[str, Any], profile: dict[str, Any] | None) -> None:
     """Set an OCI ``LinuxSeccomp`` profile; ``None`` runs the container unconfined."""
     if profile is None:
