@@ -37,7 +37,7 @@ from aiodock.engine.images import Image, ImageService
 from aiodock.engine.names import NameRegistry
 from aiodock.engine.networking import NetworkService
 from aiodock.engine.signals import parse_signal
-from aiodock.engine.spec import build_spec, network_mode
+from aiodock.engine.spec import build_spec, device_cgroup_rule, network_mode
 from aiodock.engine.state import Container, ContainerFiles, parse_rfc3339, rfc3339nano
 from aiodock.engine.volumes import VolumeService, container_volumes, is_empty
 from aiodock.errors import (
@@ -403,6 +403,12 @@ class ContainerService:
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         self._log_settings(host_config)  # Docker refuses an unknown driver or option at create
         _check_namespace_modes(body, host_config)
+        swappiness = host_config.get("MemorySwappiness")
+        if swappiness is not None and swappiness != -1 and (
+                not isinstance(swappiness, int) or isinstance(swappiness, bool) or not 0 <= swappiness <= 100):
+            raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
+        for rule in host_config.get("DeviceCgroupRules") or []:
+            device_cgroup_rule(str(rule))
         runtime = host_config.get("Runtime")
         if runtime and runtime != self._config.runtime:  # one runtime per daemon (--default-runtime)
             raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")

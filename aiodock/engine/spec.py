@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -151,6 +152,24 @@ def _bind_mounts(host_config: dict[str, Any], container_id: str = "", config: di
     return result
 
 
+_CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
+_DEVICE_CGROUP_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
+
+
+def device_cgroup_rule(text: str) -> dict[str, Any]:
+    """``--device-cgroup-rule 'c 1:3 rwm'`` as an OCI device cgroup rule (``*``: any number)."""
+    match = _DEVICE_CGROUP_RULE.match(text.strip())
+    if match is None:
+        raise InvalidArgument(f"invalid device cgroup rule format: '{text}'")
+    kind, major, minor, access = match.groups()
+    rule: dict[str, Any] = {"allow": True, "type": kind, "access": access}
+    if major != "*":
+        rule["major"] = int(major)
+    if minor != "*":
+        rule["minor"] = int(minor)
+    return rule
+
+
 def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[str, Any], args: list[str],
                rootfs: list[Mount], container_dir: Path, cgroup_parent: str,
                netns_path: str | None = None, volume_mount: VolumeMountResolver | None = None,
@@ -271,6 +290,19 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
         del resources["cpu"]
     if host_config.get("Ulimits"):
         opts.with_rlimits(spec, host_config["Ulimits"])
+    memory = resources.setdefault("memory", {})
+    swappiness = host_config.get("MemorySwappiness")
+    if swappiness is not None and swappiness != -1:
+        if not isinstance(swappiness, int) or not 0 <= swappiness <= 100:
+            raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
+        if _CGROUP_V1_MEMORY.is_dir():  # as Docker: discarded where the cgroup has no such knob (v2)
+            memory["swappiness"] = swappiness
+    if host_config.get("OomKillDisable") and _CGROUP_V1_MEMORY.is_dir():
+        memory["disableOOMKiller"] = True
+    if not memory:
+        del resources["memory"]
+    for rule in host_config.get("DeviceCgroupRules") or []:
+        resources.setdefault("devices", []).append(device_cgroup_rule(str(rule)))
     if host_config.get("Sysctls"):
         opts.with_sysctls(spec, {str(k): str(v) for k, v in host_config["Sysctls"].items()})
     if host_config.get("OomScoreAdj"):

@@ -149,3 +149,19 @@ def test_runtime_must_be_the_daemons(daemon: Daemon, busybox: str) -> None:
     assert run(daemon, "--runtime", "runc", busybox, "true")[0] == 0
     code, _, err = run(daemon, "--runtime", "nope", busybox, "true")
     assert code != 0 and "unknown or invalid runtime name: nope" in err
+
+
+def test_memory_swappiness_oom_kill_disable_and_device_cgroup_rules(daemon: Daemon, busybox: str) -> None:
+    import os
+
+    if not os.path.isdir("/sys/fs/cgroup/memory"):
+        pytest.skip("cgroup v1 memory knobs (discarded on v2, as Docker does)")
+    code, out, err = run(daemon, "--memory", "64m", "--memory-swappiness", "7", "--oom-kill-disable",
+                         "--device-cgroup-rule", "c 42:* rm", busybox, "sh", "-c",
+                         "cat /sys/fs/cgroup/memory/memory.swappiness; grep oom_kill_disable "
+                         "/sys/fs/cgroup/memory/memory.oom_control; grep '^c 42' /sys/fs/cgroup/devices/devices.list")
+    assert (code, out.splitlines()) == (0, ["7", "oom_kill_disable 1", "c 42:* rm"]), err
+    for host_config, message in (({"DeviceCgroupRules": ["x 1:2 rwm"]}, b"invalid device cgroup rule format"),
+                                 ({"MemorySwappiness": 101}, b"valid memory swappiness range is 0-100")):
+        status, body = daemon.api("POST", "/containers/create", {"Image": busybox, "HostConfig": host_config})
+        assert status == 400 and message in body, body
