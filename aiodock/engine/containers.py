@@ -409,6 +409,12 @@ class ContainerService:
             raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
         for rule in host_config.get("DeviceCgroupRules") or []:
             device_cgroup_rule(str(rule))
+        if host_config.get("StorageOpt"):
+            raise InvalidArgument("--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
+        if host_config.get("BlkioWeight") and not _BLKIO_WEIGHT.exists():
+            warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. "
+                            "Weight discarded.")
+            host_config = {**host_config, "BlkioWeight": 0}
         runtime = host_config.get("Runtime")
         if runtime and runtime != self._config.runtime:  # one runtime per daemon (--default-runtime)
             raise InvalidArgument(f"unknown or invalid runtime name: {runtime}")
@@ -1770,6 +1776,9 @@ def _mac_address(body: dict[str, Any], mode: str) -> str:
     if mode in ("host", "none"):
         raise InvalidArgument("conflicting options: mac-address and the network mode")
     return mac.lower()
+
+
+_BLKIO_WEIGHT = Path("/sys/fs/cgroup/blkio/blkio.weight")
 
 
 def _check_namespace_modes(body: dict[str, Any], host_config: dict[str, Any]) -> None:

@@ -303,6 +303,13 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
         del resources["memory"]
     for rule in host_config.get("DeviceCgroupRules") or []:
         resources.setdefault("devices", []).append(device_cgroup_rule(str(rule)))
+    if host_config.get("BlkioWeight"):  # create discarded it where the cgroup has no blkio.weight
+        resources["blockIO"] = {"weight": int(host_config["BlkioWeight"])}
+    for request in host_config.get("DeviceRequests") or []:  # no device driver (e.g. nvidia) is registered
+        if isinstance(request, dict):
+            caps = " ".join("[" + " ".join(map(str, c)) + "]" for c in request.get("Capabilities") or [])
+            raise InvalidArgument(f'could not select device driver "{request.get("Driver") or ""}" '
+                                  f"with capabilities: [{caps}]")
     if host_config.get("Sysctls"):
         opts.with_sysctls(spec, {str(k): str(v) for k, v in host_config["Sysctls"].items()})
     if host_config.get("OomScoreAdj"):

@@ -165,3 +165,26 @@ def test_memory_swappiness_oom_kill_disable_and_device_cgroup_rules(daemon: Daem
                                  ({"MemorySwappiness": 101}, b"valid memory swappiness range is 0-100")):
         status, body = daemon.api("POST", "/containers/create", {"Image": busybox, "HostConfig": host_config})
         assert status == 400 and message in body, body
+
+
+def test_options_this_host_cannot_honour_fail_or_warn_as_docker(daemon: Daemon, busybox: str) -> None:
+    import json
+    import os
+
+    code, _, err = run(daemon, "--gpus", "all", busybox, "true")  # no device driver is registered
+    assert code != 0 and 'could not select device driver "" with capabilities: [[gpu]]' in err
+    code, _, err = run(daemon, "--storage-opt", "size=1G", busybox, "true")
+    assert code != 0 and "--storage-opt is supported only for overlay over xfs" in err
+    status, body = daemon.api("POST", "/containers/create", {"Image": busybox, "HostConfig": {"BlkioWeight": 300}})
+    assert status == 201
+    created = json.loads(body)
+    try:
+        if os.path.exists("/sys/fs/cgroup/blkio/blkio.weight"):
+            assert created["Warnings"] in (None, [])
+        else:  # as Docker on a host without the knob: discarded, with its warning
+            assert created["Warnings"] == [
+                "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."]
+            info = json.loads(daemon.docker("inspect", created["Id"], check=True).stdout)[0]
+            assert info["HostConfig"]["BlkioWeight"] == 0
+    finally:
+        daemon.docker("rm", "-f", created["Id"])
