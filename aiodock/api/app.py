@@ -19,6 +19,7 @@ from aiodock.api import hijack, middleware
 from aiodock.api.keys import CONTAINERS, IMAGES, SYSTEM, TMP_DIR
 from aiodock.api.routes import ALL
 from aiodock.api.routes.archive import ARCHIVES, COMMITS
+from aiodock.api.routes.build import BUILDER
 from aiodock.api.routes.events import EVENTS
 from aiodock.api.routes.exec import EXECS
 from aiodock.api.routes.networks import NETWORKS, NetworkBackend
@@ -26,6 +27,7 @@ from aiodock.api.routes.stats import STATS, StatsBackend
 from aiodock.api.routes.volumes import VOLUMES
 from aiodock.engine.backend import (
     ArchiveBackend,
+    BuildBackend,
     CommitBackend,
     ContainerBackend,
     EventsBackend,
@@ -47,7 +49,8 @@ def create_app(*, containers: ContainerBackend, images: ImageBackend, system: Sy
                tmp_dir: Path | None = None, execs: ExecBackend | None = None,
                events: EventsBackend | None = None, networks: NetworkBackend | None = None,
                volumes: VolumeBackend | None = None, archives: ArchiveBackend | None = None,
-               commits: CommitBackend | None = None, stats: StatsBackend | None = None) -> web.Application:
+               commits: CommitBackend | None = None, stats: StatsBackend | None = None,
+               builder: BuildBackend | None = None) -> web.Application:
     app = web.Application(middlewares=[middleware.errors_middleware], client_max_size=MAX_BODY)
     app[CONTAINERS] = containers
     app[IMAGES] = images
@@ -68,6 +71,8 @@ def create_app(*, containers: ContainerBackend, images: ImageBackend, system: Sy
         app[COMMITS] = commits
     if stats is not None:
         app[STATS] = stats
+    if builder is not None:
+        app[BUILDER] = builder
     for table in ALL:
         for route in table:
             assert isinstance(route, web.RouteDef)

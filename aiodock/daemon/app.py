@@ -24,6 +24,7 @@ from aiodock.core.runtime.tasks import TaskManager
 from aiodock.daemon.grpc_wiring import build_grpc_server
 from aiodock.engine.archive import ArchiveService
 from aiodock.engine.backend import ImageBackend
+from aiodock.engine.build import Builder
 from aiodock.engine.commit import CommitService
 from aiodock.engine.containers import NAMESPACE, ContainerService
 from aiodock.engine.events import DockerEvents, EventedImages
@@ -104,6 +105,8 @@ class Daemon:
         self.containers.set_volumes(self.volumes)
         self.archives = ArchiveService(self.containers)
         self.commits = CommitService(self.containers, self.images)
+        self.builder = Builder(containers=self.containers, images=self.images, commits=self.commits,
+                               archives=self.archives, work_root=config.data_root / "tmp" / "build")
         self.docker_events = DockerEvents()
         self.containers.set_docker_events(self.docker_events)
         self.volumes.set_docker_events(self.docker_events)
@@ -153,7 +156,7 @@ class Daemon:
         images = cast(ImageBackend, EventedImages(self.images, self.docker_events))  # docker image events
         app = create_app(containers=self.containers, images=images, system=self.system, execs=self.execs,
                          events=self.docker_events, networks=self.networks, volumes=self.volumes,
-                         archives=self.archives, commits=self.commits, stats=self.stats)
+                         archives=self.archives, commits=self.commits, stats=self.stats, builder=self.builder)
         self._runner = await serve(app, list(cfg.hosts), tls=tls)
         log.info("daemon ready", hosts=list(cfg.hosts), grpc=str(cfg.grpc_socket), recovered_tasks=len(recovered))
 

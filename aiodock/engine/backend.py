@@ -8,7 +8,7 @@ Errors are aiodock.errors classes; the API maps them to status codes once.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +27,24 @@ class OutputChunk:
     stream: str
     data: bytes
     time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    tags: tuple[str, ...] = ()
+    dockerfile: str = "Dockerfile"
+    build_args: dict[str, str | None] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    quiet: bool = False
+    remove: bool = True  # rm intermediate containers after a successful step
+    force_remove: bool = False  # ... and after a failed one
+
+
+class BuildBackend(Protocol):
+    """POST /build: Docker's message stream for a build context tarball."""
+
+    def build(self, context: Path, options: BuildOptions) -> AsyncGenerator[dict[str, Any], None]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,7 +128,10 @@ class CommitService:
         return ClosingStream(piped(produce), lambda: ctx.__aexit__(None, None, None))
 
     async def commit(self, ref: str, repo: str | None, tag: str | None, comment: str, author: str,
-                     changes: list[str], pause: bool, body: dict[str, Any]) -> str:
+                     changes: list[str], pause: bool, body: dict[str, Any], *,
+                     image_config: dict[str, Any] | None = None) -> str:
+        """docker commit. ``image_config``: the builder's config for the new image, used as it is (a RUN step's
+        container runs the step's command, which must not become the image's)."""
         container = self._containers.get(ref)
         if repo and tag is None and ":" in repo.rsplit("/", 1)[-1]:
             repo, tag = repo.rsplit(":", 1)
@@ -155,6 +158,8 @@ class CommitService:
             cfg = {k: v for k, v in container.config.items() if k not in ("Hostname", "Domainname")}
             cfg.update({k: v for k, v in body.items() if v is not None})
             cfg = apply_changes(cfg, changes)
+            if image_config is not None:
+                cfg = dict(image_config)
             cfg.setdefault("Hostname", "")
             now = mf.rfc3339_nano(datetime.now(UTC))
             plat = mf.host_platform()

@@ -236,6 +236,19 @@ class ImageService:
             return str(self._parse_target(target)[0].config.digest)
         return await self._call(commit)
 
+    async def commit_config(self, parent: Image, config: dict[str, Any], history: dict[str, Any]) -> str:
+        """A new image of ``parent``'s layers with another config and no new layer (a builder step such as ENV or
+        CMD: its history entry is an ``empty_layer``). Returns the image id; the image is dangling."""
+        def commit(e: _Events) -> str:
+            manifest, parent_config = self._parse_target(Descriptor(mf.OCI_MANIFEST, parent.manifest_digest, 0))
+            new_config = dict(config)
+            new_config["rootfs"] = {"type": "layers", "diff_ids": mf.diff_ids(parent_config)}
+            new_config["history"] = list(parent_config.get("history") or []) + [{**history, "empty_layer": True}]
+            target = self._store_image(new_config, list(manifest.layers), set())
+            self._name_or_dangle(target, [], e)
+            return str(self._parse_target(target)[0].config.digest)
+        return await self._call(commit)
+
     async def layers_size(self) -> int:
         """Bytes on disk of every unpacked image layer (committed snapshots): GET /system/df's LayersSize."""
         def total() -> int:

@@ -1,6 +1,7 @@
 """One RouteTableDef per Engine API resource."""
 
 from aiodock.api.routes.archive import routes as archive_routes
+from aiodock.api.routes.build import routes as build_routes
 from aiodock.api.routes.containers import routes as container_routes
 from aiodock.api.routes.events import routes as event_routes
 from aiodock.api.routes.exec import routes as exec_routes
@@ -11,7 +12,7 @@ from aiodock.api.routes.system import routes as system_routes
 from aiodock.api.routes.volumes import routes as volume_routes
 
 ALL = (system_routes, container_routes, image_routes, network_routes, exec_routes, event_routes, volume_routes,
-       archive_routes, stats_routes)
+       archive_routes, stats_routes, build_routes)
 
-__all__ = ["ALL", "archive_routes", "container_routes", "event_routes", "exec_routes", "image_routes", "network_routes",
+__all__ = ["ALL", "archive_routes", "build_routes", "container_routes", "event_routes", "exec_routes", "image_routes", "network_routes",
            "stats_routes", "system_routes", "volume_routes"]
