@@ -1,6 +1,7 @@
 """Docker's legacy builder (POST /build without BuildKit): a Dockerfile run step by step against the engine.
 
-Each step makes an image, as Docker's classic builder does: RUN runs the command in a container of the current
+Each step makes an image, as Docker's classic builder does (only the result is kept: there is no cache to use
+the others): RUN runs the command in a container of the current
 image and commits it; COPY and ADD put files from the build context into a created (never started) container and
 commit it; the other instructions change the image config only (an image with the same layers and an
 ``empty_layer`` history entry). Output is Docker's JSON message stream ("Step 2/5 : RUN ...", " ---> <id>",
@@ -104,6 +105,8 @@ class _Run:
         self.global_args: dict[str, str] = {}
         self.used_args: set[str] = set()
         self.containers: list[str] = []  # intermediate containers still to remove
+        self.images: list[str] = []  # images made by the steps; all but the result are removed at the end
+        self.result: str | None = None
 
     def say(self, text: str) -> dict[str, Any]:
         return {"stream": text}
@@ -139,7 +142,7 @@ class _Run:
                             and k not in PREDEFINED_ARGS)
             if unused and not self.options.quiet:
                 yield self.say(f"[Warning] One or more build-args {unused} were not consumed\n")
-            image_id = stage.image.id
+            image_id = self.result = stage.image.id
             yield {"aux": {"ID": image_id}}
             if not self.options.quiet:
                 yield self.say(f"Successfully built {_short(image_id)}\n")
@@ -156,6 +159,13 @@ class _Run:
                     await self.b._containers.remove(cid, force=True, volumes=True)
                 except AiodockError:
                     pass
+            # No build cache would use them: the intermediate images go (their layers stay with the result).
+            for made in reversed(self.images):
+                if made != self.result:
+                    try:
+                        await self.b._images.remove(made, prune=False)
+                    except AiodockError:  # in use by a container kept after a failed step, or already gone
+                        pass
 
     # ---- steps ------------------------------------------------------------------------------------------------
 
@@ -305,6 +315,7 @@ class _Run:
         new.pop("rootfs", None)
         history = {"created": new["created"], "created_by": f"/bin/sh -c #(nop)  {created_by}"}
         image_id = await self.b._images.commit_config(stage.image, new, history)
+        self.images.append(image_id)
         image = await self.b._images.resolve(image_id)
         config = json.loads(json.dumps(image.config))
         if cmd_set:
@@ -411,6 +422,7 @@ class _Run:
         return out, out
 
     def _replace_image(self, stage: _Stage, image: Image) -> None:
+        self.images.append(image.id)
         config = json.loads(json.dumps(image.config))
         if stage.config.get("_cmd_set_here"):
             config["_cmd_set_here"] = True

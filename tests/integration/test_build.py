@@ -85,6 +85,8 @@ def test_cli_build_runs_every_instruction(daemon: Daemon, busybox: str, tmp_path
     assert "in.txt\n" in out  # the RUN's own output (ls /opt), streamed
     assert "Successfully built " in out and "Successfully tagged built:1" in out
     try:
+        listed = daemon.docker("images", "-a", "--format", "{{.Repository}}:{{.Tag}}", check=True).stdout.split()
+        assert sorted(listed) == ["built:1", "built:extra", "busybox:latest"]  # the steps' images are gone
         run = daemon.docker("run", "--rm", "built:1", check=True)
         assert run.stdout == "howdy from prod mode\nhi from the context\na\nunpacked by ADD\n"
         config = json.loads(daemon.docker("image", "inspect", "built:extra", check=True).stdout)[0]["Config"]
