@@ -92,3 +92,35 @@ def test_compose_services_reach_each_other_by_service_name(daemon: Daemon, busyb
         down = compose(daemon, project, "down", "-t", "1")
     assert down.returncode == 0, down.stderr
     assert "dnsproj_default" not in daemon.docker("network", "ls", check=True).stdout
+
+
+BUILT = """\
+version: "3.8"
+services:
+  app:
+    build:
+      context: ./app
+      args:
+        FLAVOUR: compose
+    image: composebuilt:1
+    network_mode: none
+    ipc: shareable
+    pid: host
+"""
+
+
+def test_compose_build_and_run_a_built_service(daemon: Daemon, busybox: str, tmp_path: Path) -> None:
+    project = tmp_path / "built"
+    (project / "app").mkdir(parents=True)
+    (project / "app" / "Dockerfile").write_text(
+        f"FROM {busybox}\nARG FLAVOUR\nRUN echo made-by-$FLAVOUR > /made\nCMD [\"cat\", \"/made\"]\n")
+    (project / "docker-compose.yml").write_text(BUILT)
+    try:
+        built = compose(daemon, project, "build")
+        assert built.returncode == 0, built.stdout + built.stderr
+        assert "Successfully tagged composebuilt:1" in built.stdout + built.stderr
+        up = compose(daemon, project, "up", "--no-build")
+        assert up.returncode == 0 and "made-by-compose" in up.stdout, up.stdout + up.stderr
+    finally:
+        compose(daemon, project, "down", "--rmi", "all")
+    assert "composebuilt" not in daemon.docker("images", check=True).stdout
