@@ -205,3 +205,17 @@ def test_bind_of_a_host_file_and_a_failed_start_with_rm(daemon: Daemon, busybox:
     finally:
         daemon.docker("rm", "-f", "adk-badbind")
         shutil.rmtree(shared)
+
+
+def test_swarm_and_plugin_commands_answer_as_a_daemon_outside_a_swarm(daemon: Daemon) -> None:
+    plugins = daemon.docker("plugin", "ls")
+    assert plugins.returncode == 0 and plugins.stdout.split()[:2] == ["ID", "NAME"]
+    for command in (("node", "ls"), ("service", "ls"), ("secret", "ls"), ("config", "ls"), ("stack", "ls")):
+        result = daemon.docker(*command)
+        assert result.returncode != 0 and "This node is not a swarm manager" in result.stderr, (command, result.stderr)
+    init = daemon.docker("swarm", "init")
+    assert init.returncode != 0 and "swarm mode is not supported by aiodock" in init.stderr
+    leave = daemon.docker("swarm", "leave")
+    assert leave.returncode != 0 and "This node is not part of a swarm" in leave.stderr
+    status, body = daemon.api("GET", "/v1.41/services")
+    assert status == 503 and json.loads(body)["message"].startswith("This node is not a swarm manager")
