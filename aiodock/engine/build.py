@@ -250,7 +250,7 @@ class _Run:
         if stage is not None:
             image = stage.image
         elif ref == "scratch":
-            raise BuildFailed("FROM scratch is not supported by aiodock's builder")
+            image = await self.scratch()
         else:
             image = await self.b._images.resolve(ref) if await self._image_exists(ref) else await self.pull(ref)
         config = json.loads(json.dumps(image.config))
@@ -258,6 +258,15 @@ class _Run:
         config.pop("_cmd_set_here", None)
         shell = tuple(config["config"].get("Shell") or DEFAULT_SHELL)
         self.stages.append(_Stage(name, image, config, shell=shell))
+
+    async def scratch(self) -> Image:
+        """FROM scratch: an image of one empty layer (the store has no image without layers), removed with the
+        other intermediates once the build ends."""
+        empty = self.context_dir.parent / "scratch.tar"
+        await asyncio.to_thread(empty.write_bytes, bytes(1024))  # a tar archive with no entry
+        image_id = await self.b._images.import_tar(empty, None, None, [])
+        self.images.append(image_id)
+        return await self.b._images.resolve(image_id)
 
     async def _image_exists(self, ref: str) -> bool:
         try:

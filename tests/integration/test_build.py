@@ -131,20 +131,27 @@ def test_failed_run_step_reports_docker_error(daemon: Daemon, busybox: str, tmp_
 def test_multi_stage_copy_from_and_target(daemon: Daemon, busybox: str, tmp_path: Path) -> None:
     dockerfile = (f"FROM {busybox} AS builder\nRUN mkdir /out && echo compiled > /out/app\n"
                   f"FROM {busybox} AS tester\nRUN echo testing\n"
-                  f"FROM {busybox}\nCOPY --from=builder /out/app /usr/local/bin/app\nCMD [\"cat\", \"/usr/local/bin/app\"]\n")
+                  f"FROM {busybox}\nCOPY --from=builder /out/app /usr/local/bin/app\nCMD [\"cat\", \"/usr/local/bin/app\"]\n"
+                  "FROM scratch AS bare\nCOPY --from=builder /out/ /\nCOPY --from=builder /bin/busybox /busybox\n"
+                  "ENTRYPOINT [\"/busybox\", \"cat\"]\nCMD [\"/app\"]\n")
     context = make_context(tmp_path / "ctx", dockerfile)
     built = cli_build(daemon, "-t", "staged:1", str(context))
     assert built.returncode == 0, built.stdout + built.stderr
+    final = cli_build(daemon, "--target", "bare", "-t", "staged:bare", str(context))
+    assert final.returncode == 0, final.stdout + final.stderr
     targeted = cli_build(daemon, "--target", "builder", "-t", "staged:builder", str(context))
     assert targeted.returncode == 0 and "testing" not in targeted.stdout, targeted.stdout
     try:
         assert daemon.docker("run", "--rm", "staged:1", check=True).stdout == "compiled\n"
+        assert daemon.docker("run", "--rm", "staged:bare", check=True).stdout == "compiled\n"  # FROM scratch
+        listing = daemon.docker("run", "--rm", "--entrypoint", "/busybox", "staged:bare", "ls", "/", check=True)
+        assert set(listing.stdout.split()) <= {"app", "busybox", "dev", "etc", "proc", "sys"}, listing.stdout
         assert daemon.docker("run", "--rm", "staged:builder", "cat", "/out/app", check=True).stdout == "compiled\n"
         missing = cli_build(daemon, "--target", "nope", str(context))
         assert missing.returncode == 1 and "failed to reach build target nope" in missing.stderr
         assert no_containers(daemon)
     finally:
-        daemon.docker("rmi", "staged:1", "staged:builder")
+        daemon.docker("rmi", "staged:1", "staged:builder", "staged:bare")
 
 
 def test_docker_py_build_with_args_and_labels(daemon: Daemon, busybox: str, tmp_path: Path) -> None:
