@@ -194,7 +194,7 @@ class _Run:
             await self.commit_config(stage, {"Env": [f"{k}={v}" for k, v in values.items()]}, shown)
         elif ins.name == "LABEL":
             labels = dict(config.get("Labels") or {})
-            labels.update(key_values(rest, "LABEL"))
+            labels.update(key_values(rest, "LABEL", legacy=False))
             await self.commit_config(stage, {"Labels": labels}, shown)
         elif ins.name == "MAINTAINER":
             stage.config["author"] = rest

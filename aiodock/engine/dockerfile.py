@@ -126,24 +126,24 @@ def substitute(text: str, env: dict[str, str]) -> str:
     return _VAR.sub(replace, text)
 
 
-def key_values(rest: str, what: str) -> list[tuple[str, str]]:
-    """ENV and LABEL arguments: ``k=v k2="v 2"`` pairs, or the old ``key value with spaces`` form."""
+def key_values(rest: str, word: str, legacy: bool = True) -> list[tuple[str, str]]:
+    """ENV and LABEL arguments (Dockerfiles, and the ``changes`` of import and commit): ``k=v k2="v 2"`` pairs, or
+    with ``legacy`` (ENV) the old ``key value with spaces`` form."""
     try:
-        words = shlex.split(rest, posix=True)
+        words = shlex.split(rest)
     except ValueError as exc:
-        raise InvalidArgument(f"{what}: {exc}") from None
+        raise InvalidArgument(f"{word}: {exc}") from None
     if not words:
-        raise InvalidArgument(f"{what} requires at least one argument")
-    if "=" not in words[0]:
+        raise InvalidArgument(f"{word} requires at least one argument")
+    if legacy and "=" not in words[0]:
         key, _, value = rest.partition(" ")
         if not value.strip():
-            raise InvalidArgument(f"{what} must have two arguments")
+            raise InvalidArgument(f"{word} must have two arguments")
         return [(key, value.strip())]
     pairs = []
-    for word in words:
-        key, sep, value = word.partition("=")
+    for item in words:
+        key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InvalidArgument(f"{what} names can not be blank" if not key else
-                                  f"Syntax error - can't find = in \"{word}\". Must be of the form: name=value")
+            raise InvalidArgument(f"{word} names can not be blank" if not key else f"{word} must have two arguments")
         pairs.append((key, value))
     return pairs

@@ -15,7 +15,6 @@ import os
 import posixpath
 import re
 import secrets
-import shlex
 import tarfile
 import threading
 from collections.abc import AsyncGenerator, Callable
@@ -43,6 +42,7 @@ from aiodock.core.snapshots.base import Kind, Snapshotter
 from aiodock.core.snapshots.overlay import OverlaySnapshotter
 from aiodock.engine import pull as pulling
 from aiodock.engine import push as pushing
+from aiodock.engine.dockerfile import key_values
 from aiodock.engine.filters import labels_match
 from aiodock.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 from aiodock.util.ids import short_id
@@ -1314,12 +1314,12 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
             cfg["Cmd" if word == "CMD" else "Entrypoint"] = _json_or_shell(rest, shell=True)
         elif word == "ENV":
             env = list(cfg.get("Env") or [])
-            for key, value in _key_values(rest, "ENV", legacy=True):
+            for key, value in key_values(rest, "ENV", legacy=True):
                 env = [x for x in env if x.partition("=")[0] != key] + [f"{key}={value}"]
             cfg["Env"] = env
         elif word == "LABEL":
             labels = dict(cfg.get("Labels") or {})
-            labels.update(_key_values(rest, "LABEL", legacy=False))
+            labels.update(key_values(rest, "LABEL", legacy=False))
             cfg["Labels"] = labels
         elif word == "EXPOSE":
             ports = dict(cfg.get("ExposedPorts") or {})
@@ -1360,23 +1360,3 @@ def _json_or_shell(rest: str, shell: bool) -> list[str]:
     if shell:
         return ["/bin/sh", "-c", rest]
     return rest.split()
-
-
-def _key_values(rest: str, word: str, legacy: bool) -> list[tuple[str, str]]:
-    try:
-        words = shlex.split(rest)
-    except ValueError as exc:
-        raise InvalidArgument(f"{word}: {exc}") from None
-    if not words:
-        raise InvalidArgument(f"{word} requires at least one argument")
-    if legacy and "=" not in words[0]:
-        key, _, value = rest.partition(" ")
-        return [(key, value.strip())]
-    out = []
-    for w in words:
-        key, sep, value = w.partition("=")
-        if not sep or not key:
-            raise InvalidArgument(f"{word} names can not be blank" if not key else
-                                  f"{word} must have two arguments")
-        out.append((key, value))
-    return out

@@ -118,11 +118,7 @@ async def test_small_exchanges_copy_and_connections_leave_nothing(forwarder: tup
 async def test_connection_refused_by_the_container_closes_the_client() -> None:
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    fwd = TCPForwarder(listener, "127.0.0.1", dead.getsockname()[1])
-    await fwd.start()
+    fwd, listener = await forwarder_to(dead.getsockname()[1])
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
         async with asyncio.timeout(5):
@@ -173,6 +169,16 @@ async def test_udp_flows_expire_when_idle() -> None:
         server.close()
 
 
+async def forwarder_to(target_port: int) -> tuple[TCPForwarder, socket.socket]:
+    """A started TCPForwarder on an ephemeral loopback port in front of ``target_port``, and its listener."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    fwd = TCPForwarder(listener, "127.0.0.1", target_port)
+    await fwd.start()
+    return fwd, listener
+
+
 def full_listener() -> tuple[socket.socket, list[socket.socket]]:
     """A listener whose accept queue is full (listen(0) queues one connection, which is never accepted): a SYN to it
     is dropped, so a connect stays in progress until the queue has room again (the SYN is retransmitted after 1 s)."""
@@ -189,11 +195,7 @@ async def test_connect_still_in_progress_completes_later() -> None:
     """The container does not answer the SYN at once: the relay waits for the connect's writer callback instead of
     the accept callback's quick check, and the client's bytes sent meanwhile still arrive."""
     target, fillers = full_listener()
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    fwd = TCPForwarder(listener, "127.0.0.1", target.getsockname()[1])
-    await fwd.start()
+    fwd, listener = await forwarder_to(target.getsockname()[1])
     loop = asyncio.get_running_loop()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
@@ -226,11 +228,7 @@ async def test_connect_that_never_completes_times_out(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(tcp, "CONNECT_TIMEOUT", 0.5)
     target, fillers = full_listener()
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    fwd = TCPForwarder(listener, "127.0.0.1", target.getsockname()[1])
-    await fwd.start()
+    fwd, listener = await forwarder_to(target.getsockname()[1])
     before = open_fds()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
