@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.parse
@@ -55,6 +57,17 @@ def _http(sock: str, method: str, path: str, body: bytes | None = None, timeout:
     data = resp.read()
     conn.close()
     return resp.status, data
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    """An uncompressed tar archive of regular files, entry names taken as given (hostile ones too)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def mounts_under(root: Path) -> list[str]:

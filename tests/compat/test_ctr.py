@@ -9,12 +9,10 @@ import asyncio
 import builtins
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
 import signal
-import tarfile
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from aiodock.grpc.services.introspection import IntrospectionService
 from aiodock.grpc.services.namespaces import NamespacesService
 from aiodock.grpc.services.tasks import TasksService
 from aiodock.grpc.services.version import VERSION, VersionService
+from tests.conftest import tar_of
 
 CTR = "/usr/bin/ctr"
 pytestmark = pytest.mark.skipif(not os.access(CTR, os.X_OK), reason="needs containerd's ctr")
@@ -113,13 +112,7 @@ def _table(output: str) -> list[list[str]]:
 
 def _layer_blob() -> bytes:
     """A gzip'd tar holding one file: a real (tiny) image layer."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        data = b"hello from aiodock\n"
-        info = tarfile.TarInfo("hello.txt")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(raw.getvalue(), mtime=0)
+    return gzip.compress(tar_of({"hello.txt": b"hello from aiodock\n"}), mtime=0)
 
 
 def _seed_image(content: ContentStore, images: ImageStore) -> Descriptor:

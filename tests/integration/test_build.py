@@ -16,7 +16,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import Daemon
+from tests.conftest import Daemon, tar_of
 
 pytestmark = pytest.mark.root
 
@@ -49,13 +49,7 @@ def make_context(root: Path, dockerfile: str = DOCKERFILE) -> Path:
     (root / "hello.txt").write_text("hi from the context\n")
     (root / "sub").mkdir(exist_ok=True)
     (root / "sub" / "a.txt").write_text("a\n")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        data = b"unpacked by ADD\n"
-        info = tarfile.TarInfo("in.txt")
-        info.size = len(data)
-        tf.addfile(info, io.BytesIO(data))
-    (root / "files.tar.gz").write_bytes(gzip.compress(buf.getvalue()))
+    (root / "files.tar.gz").write_bytes(gzip.compress(tar_of({"in.txt": b"unpacked by ADD\n"})))
     return root
 
 
@@ -176,13 +170,8 @@ def test_docker_py_build_with_args_and_labels(daemon: Daemon, busybox: str, tmp_
 
 def test_hostile_context_is_refused_and_writes_nothing_outside(daemon: Daemon, busybox: str, tmp_path: Path) -> None:
     victim = tmp_path / "victim"
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in (("Dockerfile", f"FROM {busybox}\n".encode()), (f"../../../../..{victim}", b"owned")):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    status, body = daemon.api("POST", "/build?t=hostile:1", buf.getvalue())
+    context = tar_of({"Dockerfile": f"FROM {busybox}\n".encode(), f"../../../../..{victim}": b"owned"})
+    status, body = daemon.api("POST", "/build?t=hostile:1", context)
     messages = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
     assert status == 200 and "errorDetail" in messages[-1], messages
     assert not os.path.exists(victim)

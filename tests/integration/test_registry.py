@@ -41,6 +41,20 @@ def drop(daemon: Daemon, ref: str) -> None:
         daemon.docker("rmi", "-f", proc.stdout.strip(), check=True)
 
 
+def restore_busybox(daemon: Daemon, repo: str) -> None:
+    """Give the module's daemon its busybox:latest back (pulled from ``repo``) after a test dropped it."""
+    if daemon.docker("image", "inspect", "busybox:latest").returncode != 0:
+        daemon.docker("pull", f"{repo}:latest", check=True)
+        daemon.docker("tag", f"{repo}:latest", "busybox:latest", check=True)
+
+
+def pulled(daemon: Daemon, ref: str, digest: str) -> str:
+    """``docker pull ref``'s output, which must report the layers pulled and the manifest digest."""
+    out = daemon.docker("pull", ref, check=True).stdout
+    assert "Pull complete" in out and f"Digest: {digest}" in out, out
+    return out
+
+
 def local_images(daemon: Daemon) -> set[str]:
     out = daemon.docker("images", "--digests", "--format", "{{.Repository}}:{{.Tag}}@{{.Digest}} {{.ID}}",
                         check=True).stdout
@@ -115,16 +129,13 @@ def test_pull_by_tag_and_by_digest_then_run(daemon: Daemon, pushed: tuple[str, s
         assert f"Status: Image is up to date for {repo}:latest" in again, again
 
         drop(daemon, f"{repo}:latest")
-        out = daemon.docker("pull", f"{repo}@{digest}", check=True).stdout
-        assert "Pull complete" in out and f"Digest: {digest}" in out, out
+        out = pulled(daemon, f"{repo}@{digest}", digest)
         assert f"Status: Downloaded newer image for {repo}@{digest}" in out, out
         assert any(i.startswith(f"{repo}:<none>@{digest} ") for i in local_images(daemon)), local_images(daemon)
         run = daemon.docker("run", "--rm", f"{repo}@{digest}", "cat", "/etc/passwd", check=True)
         assert run.stdout.startswith("root:x:0:0")
     finally:
-        if daemon.docker("image", "inspect", "busybox:latest").returncode != 0:
-            daemon.docker("pull", f"{repo}:latest", check=True)
-            daemon.docker("tag", f"{repo}:latest", "busybox:latest", check=True)
+        restore_busybox(daemon, repo)
 
 
 def registry_get(registry: Registry, path: str, accept: str = "") -> bytes:
@@ -179,15 +190,12 @@ def test_push_gzips_uncompressed_layers_and_keeps_them(daemon: Daemon, registry:
     try:
         assert not [d for d in [layer["digest"] for layer in manifest["layers"]] + diff_ids
                     if (blobs / d[7:]).exists()]
-        out = daemon.docker("pull", f"{repo}:latest", check=True).stdout
-        assert "Pull complete" in out and f"Digest: {digest}" in out, out
+        out = pulled(daemon, f"{repo}:latest", digest)
         assert image_id(daemon, f"{repo}:latest") == iid
         run = daemon.docker("run", "--rm", f"{repo}:latest", "echo", "gzip round trip", check=True)
         assert run.stdout == "gzip round trip\n"
     finally:
-        if daemon.docker("image", "inspect", "busybox:latest").returncode != 0:
-            daemon.docker("pull", f"{repo}:latest", check=True)
-            daemon.docker("tag", f"{repo}:latest", "busybox:latest", check=True)
+        restore_busybox(daemon, repo)
 
 
 def test_rmi_of_the_last_tag_takes_the_digest_references(daemon: Daemon, registry: Registry,
@@ -290,13 +298,10 @@ def test_broken_blob_fails_cleanly_then_a_real_pull_succeeds(daemon: Daemon, reg
         assert local_images(daemon) == before_images
         assert snapshots(daemon) == before_snaps
         assert not os.listdir(daemon.data_root / "content" / "ingest")
-        out = daemon.docker("pull", f"{repo}:latest", check=True).stdout
-        assert "Pull complete" in out and f"Digest: {digest}" in out, out
+        pulled(daemon, f"{repo}:latest", digest)
         assert image_id(daemon, f"{repo}:latest") == iid
     finally:
-        if daemon.docker("image", "inspect", "busybox:latest").returncode != 0:
-            daemon.docker("pull", f"{repo}:latest", check=True)
-            daemon.docker("tag", f"{repo}:latest", "busybox:latest", check=True)
+        restore_busybox(daemon, repo)
 
 
 def test_dropped_download_resumes_with_a_range_request(daemon: Daemon, registry: Registry,
@@ -319,9 +324,7 @@ def test_dropped_download_resumes_with_a_range_request(daemon: Daemon, registry:
         assert not os.listdir(daemon.data_root / "content" / "ingest")
         daemon.docker("rmi", ref, check=True)
     finally:
-        if daemon.docker("image", "inspect", "busybox:latest").returncode != 0:
-            daemon.docker("pull", f"{repo}:latest", check=True)
-            daemon.docker("tag", f"{repo}:latest", "busybox:latest", check=True)
+        restore_busybox(daemon, repo)
 
 
 def test_interrupted_pull_is_cancelled_and_leaves_nothing(daemon: Daemon, registry: Registry,
