@@ -26,7 +26,7 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,14 +36,21 @@ from aiodock.engine.archive import ArchiveService, Root
 from aiodock.engine.backend import AttachOptions, BuildOptions
 from aiodock.engine.commit import CommitService
 from aiodock.engine.containers import ContainerService
-from aiodock.engine.dockerfile import SUBSTITUTED, Instruction, key_values, parse, substitute
+from aiodock.engine.dockerfile import (
+    CONFIG_INSTRUCTIONS,
+    DEFAULT_SHELL,
+    SUBSTITUTED,
+    Instruction,
+    apply_instruction,
+    parse,
+    substitute,
+)
 from aiodock.engine.images import Image, ImageService
 from aiodock.errors import AiodockError, NotFound
 from aiodock.log import get_logger
 
 log = get_logger("aiodock.engine.build")
 
-DEFAULT_SHELL = ("/bin/sh", "-c")
 #: Build arguments Docker knows without an ARG (proxies); others given with --build-arg but never declared warn.
 PREDEFINED_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
                              "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
@@ -64,6 +71,7 @@ class _Stage:
     config: dict[str, Any]  # the image config being built (its "config" key is the container config)
     shell: tuple[str, ...] = DEFAULT_SHELL
     args: dict[str, str] = field(default_factory=dict)  # ARG values in scope
+    cmd_set: bool = False  # a CMD of this stage (an ENTRYPOINT after it keeps it)
 
 
 class Builder:
@@ -136,8 +144,9 @@ class _Run:
             if stage is None:
                 raise BuildFailed("No image was generated. Is your Dockerfile empty?")
             if self.options.labels:
-                stage = await self.commit_config(stage, {"Labels": {**(stage.config["config"].get("Labels") or {}),
-                                                                    **self.options.labels}}, "LABEL")
+                current = stage.config["config"]
+                labels = {**(current.get("Labels") or {}), **self.options.labels}
+                await self.commit_config(stage, {**current, "Labels": labels}, "LABEL")
             unused = sorted(k for k in self.options.build_args if k not in self.used_args
                             and k not in PREDEFINED_ARGS)
             if unused and not self.options.quiet:
@@ -187,59 +196,25 @@ class _Run:
                 yield message
         elif ins.name in ("COPY", "ADD"):
             await self.copy(ins, stage, env)
-        elif ins.name == "ENV":
-            values = dict(_env_pairs(config.get("Env") or []))
-            for key, value in key_values(rest, "ENV"):
-                values[key] = value
-            await self.commit_config(stage, {"Env": [f"{k}={v}" for k, v in values.items()]}, shown)
-        elif ins.name == "LABEL":
-            labels = dict(config.get("Labels") or {})
-            labels.update(key_values(rest, "LABEL", legacy=False))
-            await self.commit_config(stage, {"Labels": labels}, shown)
+        elif ins.name in CONFIG_INSTRUCTIONS:
+            if ins.name == "ONBUILD":  # its triggers would have to run in the builds that use this image
+                raise BuildFailed("ONBUILD is not supported by aiodock's builder")
+            changed = json.loads(json.dumps(config))
+            apply_instruction(changed, ins.name, rest.strip(), stage.shell)
+            if ins.name == "ENTRYPOINT" and not stage.cmd_set:
+                changed.pop("Cmd", None)  # as Docker: ENTRYPOINT resets a CMD inherited from the base image
+            stage.cmd_set |= ins.name == "CMD"
+            await self.commit_config(stage, changed, shown)
         elif ins.name == "MAINTAINER":
             stage.config["author"] = rest
-            await self.commit_config(stage, {}, shown)
-        elif ins.name == "WORKDIR":
-            path = posixpath.normpath(posixpath.join(config.get("WorkingDir") or "/", rest.strip()))
-            await self.commit_config(stage, {"WorkingDir": path}, shown)
-        elif ins.name == "USER":
-            if not rest.strip():
-                raise BuildFailed("USER requires exactly one argument")
-            await self.commit_config(stage, {"User": rest.strip()}, shown)
-        elif ins.name == "EXPOSE":
-            ports = dict(config.get("ExposedPorts") or {})
-            for port in rest.split():
-                number, _, proto = port.partition("/")
-                if not number.replace("-", "").isdigit():
-                    raise BuildFailed(f"invalid containerPort: {number}")
-                ports[f"{number}/{proto or 'tcp'}"] = {}
-            await self.commit_config(stage, {"ExposedPorts": ports}, shown)
-        elif ins.name == "VOLUME":
-            volumes = dict(config.get("Volumes") or {})
-            for path in (ins.json_args if ins.json_args is not None else rest.split()):
-                if not path:
-                    raise BuildFailed("VOLUME specified can not be an empty string")
-                volumes[path] = {}
-            await self.commit_config(stage, {"Volumes": volumes}, shown)
-        elif ins.name in ("CMD", "ENTRYPOINT"):
-            command = list(ins.json_args) if ins.json_args is not None else [*stage.shell, ins.rest]
-            changes: dict[str, Any] = {"Cmd" if ins.name == "CMD" else "Entrypoint": command}
-            if ins.name == "ENTRYPOINT" and not stage.config.get("_cmd_set_here"):
-                changes["Cmd"] = None  # as Docker: ENTRYPOINT resets an inherited CMD
-            if ins.name == "CMD":
-                stage.config["_cmd_set_here"] = True
-            await self.commit_config(stage, changes, shown)
+            await self.commit_config(stage, config, shown)
         elif ins.name == "SHELL":
             if ins.json_args is None or not ins.json_args:
                 raise BuildFailed("SHELL requires the arguments to be in JSON form")
             stage.shell = tuple(ins.json_args)
-            await self.commit_config(stage, {"Shell": list(ins.json_args)}, shown)
-        elif ins.name == "STOPSIGNAL":
-            await self.commit_config(stage, {"StopSignal": rest.strip()}, shown)
+            await self.commit_config(stage, {**config, "Shell": list(ins.json_args)}, shown)
         elif ins.name == "HEALTHCHECK":
-            await self.commit_config(stage, {"Healthcheck": _healthcheck(ins, stage.shell)}, shown)
-        elif ins.name == "ONBUILD":
-            raise BuildFailed("ONBUILD is not supported by aiodock's builder")
+            await self.commit_config(stage, {**config, "Healthcheck": _healthcheck(ins, stage.shell)}, shown)
 
     async def from_(self, ins: Instruction) -> None:
         words = substitute(ins.rest, self.global_args).split()
@@ -255,7 +230,6 @@ class _Run:
             image = await self.b._images.resolve(ref) if await self._image_exists(ref) else await self.pull(ref)
         config = json.loads(json.dumps(image.config))
         config.setdefault("config", {})
-        config.pop("_cmd_set_here", None)
         shell = tuple(config["config"].get("Shell") or DEFAULT_SHELL)
         self.stages.append(_Stage(name, image, config, shell=shell))
 
@@ -310,28 +284,14 @@ class _Run:
         env.update(_env_pairs(stage.config["config"].get("Env") or []))
         return env
 
-    async def commit_config(self, stage: _Stage, changes: dict[str, Any], created_by: str) -> _Stage:
-        """A config-only step: the same layers, the changed config, an empty_layer history entry."""
-        new = json.loads(json.dumps(stage.config))
-        cmd_set = new.pop("_cmd_set_here", None)
-        for key, value in changes.items():
-            if value is None:
-                new["config"].pop(key, None)
-            else:
-                new["config"][key] = value
+    async def commit_config(self, stage: _Stage, container_config: dict[str, Any], created_by: str) -> None:
+        """A config-only step: the same layers, the new container config, an empty_layer history entry."""
+        new = {k: v for k, v in stage.config.items() if k not in ("history", "rootfs")}
+        new["config"] = container_config
         new["created"] = _now()
-        new.pop("history", None)
-        new.pop("rootfs", None)
         history = {"created": new["created"], "created_by": f"/bin/sh -c #(nop)  {created_by}"}
         image_id = await self.b._images.commit_config(stage.image, new, history)
-        self.images.append(image_id)
-        image = await self.b._images.resolve(image_id)
-        config = json.loads(json.dumps(image.config))
-        if cmd_set:
-            config["_cmd_set_here"] = True
-        updated = replace(stage, image=image, config=config)
-        self.stages[self.stages.index(stage)] = updated
-        return updated
+        self._advance(stage, await self.b._images.resolve(image_id))
 
     async def run(self, ins: Instruction, stage: _Stage) -> AsyncIterator[dict[str, Any]]:
         config = stage.config["config"]
@@ -360,30 +320,27 @@ class _Run:
                 self.containers.remove(cid)  # kept for inspection, as Docker does without --force-rm
             raise BuildFailed(f"The command '{shown}' returned a non-zero code: {result.status_code}",
                               code=result.status_code)
-        image_config = {k: v for k, v in config.items()}
         image_id = await self.b._commits.commit(cid, None, None, "", stage.config.get("author", ""), [], False, {},
-                                                image_config=image_config)
+                                                image_config=dict(config))
         if self.options.remove:
             await self.b._containers.remove(cid, force=True, volumes=True)
             self.containers.remove(cid)
             yield self.say(f"Removing intermediate container {_short(cid)}\n")
         image = await self.b._images.resolve(image_id)
-        self._replace_image(stage, image)
+        self._advance(stage, image)
 
     async def copy(self, ins: Instruction, stage: _Stage, env: dict[str, str]) -> None:
         parts = list(ins.json_args) if ins.json_args is not None else substitute(ins.rest, env).split()
         if len(parts) < 2:
             raise BuildFailed(f"{ins.name} requires at least two arguments")
         *sources, dest = [substitute(p, env) if ins.json_args is not None else p for p in parts]
-        source_root = self.context_dir
-        tmp_source: Path | None = None
         origin = ins.flag("from")
         config = stage.config["config"]
-        if origin is not None:
-            if ins.name == "ADD":
-                raise BuildFailed("ADD does not support --from")
-            source_root, tmp_source = await self.stage_root(origin)
+        if origin is not None and ins.name == "ADD":
+            raise BuildFailed("ADD does not support --from")
+        source_root = await self.stage_root(origin) if origin is not None else self.context_dir
         chown = ins.flag("chown")
+        tar_path: Path | None = None
         try:
             dest = posixpath.join(config.get("WorkingDir") or "/", dest)
             wildcard = any(any(c in source for c in "*?[") for source in sources)
@@ -406,12 +363,14 @@ class _Run:
                                                     {}, image_config=dict(config))
             await self.b._containers.remove(cid, force=True, volumes=True)
             self.containers.remove(cid)
-            self._replace_image(stage, await self.b._images.resolve(image_id))
+            self._advance(stage, await self.b._images.resolve(image_id))
         finally:
-            if tmp_source is not None:
-                await asyncio.to_thread(shutil.rmtree, tmp_source, True)
+            if tar_path is not None:
+                await asyncio.to_thread(tar_path.unlink, True)
+            if source_root != self.context_dir:
+                await asyncio.to_thread(shutil.rmtree, source_root, True)
 
-    async def stage_root(self, origin: str) -> tuple[Path, Path]:
+    async def stage_root(self, origin: str) -> Path:
         """The files of another stage (or image) for ``COPY --from``: exported to a temporary directory."""
         stage = next((s for s in self.stages if s.name == origin.lower()), None)
         image = stage.image if stage is not None else (
@@ -421,22 +380,23 @@ class _Run:
         self.containers.append(cid)
         out = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="from-", dir=self.context_dir.parent))
         tar_path = out.with_suffix(".tar")
-        with open(tar_path, "wb") as fh:
+        fh = await asyncio.to_thread(open, tar_path, "wb")
+        try:
             async for chunk in await self.b._commits.export(cid):
                 await asyncio.to_thread(fh.write, chunk)
+        finally:
+            await asyncio.to_thread(fh.close)
         await asyncio.to_thread(layers.apply_layer, tar_path, out, overlay=False)
-        await asyncio.to_thread(os.unlink, tar_path)
+        await asyncio.to_thread(tar_path.unlink)
         await self.b._containers.remove(cid, force=True, volumes=True)
         self.containers.remove(cid)
-        return out, out
+        return out
 
-    def _replace_image(self, stage: _Stage, image: Image) -> None:
+    def _advance(self, stage: _Stage, image: Image) -> None:
+        """The stage continues from the image its last step made."""
         self.images.append(image.id)
-        config = json.loads(json.dumps(image.config))
-        if stage.config.get("_cmd_set_here"):
-            config["_cmd_set_here"] = True
-        index = next(i for i, s in enumerate(self.stages) if s is stage)
-        self.stages[index] = replace(stage, image=image, config=config)
+        stage.image = image
+        stage.config = json.loads(json.dumps(image.config))
 
 
 # ---- helpers (blocking ones run in threads) -------------------------------------------------------------------

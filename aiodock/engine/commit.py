@@ -23,7 +23,8 @@ from aiodock.core.images import manifest as mf
 from aiodock.core.layers import OPAQUE_XATTR, write_layer_tar
 from aiodock.core.mount import Mount
 from aiodock.engine.archive import ClosingStream, Root, add_children, piped
-from aiodock.engine.images import ImageService, apply_changes
+from aiodock.engine.dockerfile import apply_changes
+from aiodock.engine.images import ImageService
 from aiodock.errors import Conflict, InvalidArgument
 
 if TYPE_CHECKING:

@@ -411,7 +411,7 @@ class ContainerService:
             device_cgroup_rule(str(rule))
         if host_config.get("StorageOpt"):
             raise InvalidArgument("--storage-opt is supported only for overlay over xfs with 'pquota' mount option")
-        if host_config.get("BlkioWeight") and not _BLKIO_WEIGHT.exists():
+        if host_config.get("BlkioWeight") and not _BLKIO_WEIGHT_SUPPORTED:
             warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. "
                             "Weight discarded.")
             host_config = {**host_config, "BlkioWeight": 0}
@@ -1778,7 +1778,8 @@ def _mac_address(body: dict[str, Any], mode: str) -> str:
     return mac.lower()
 
 
-_BLKIO_WEIGHT = Path("/sys/fs/cgroup/blkio/blkio.weight")
+# Looked up once (Docker's sysinfo does the same at start-up), not on the create path.
+_BLKIO_WEIGHT_SUPPORTED = os.path.exists("/sys/fs/cgroup/blkio/blkio.weight")
 
 
 def _check_namespace_modes(body: dict[str, Any], host_config: dict[str, Any]) -> None:

@@ -10,9 +10,12 @@ VOLUME, WORKDIR, ARG, ONBUILD is refused).
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiodock.errors import InvalidArgument
 
@@ -22,6 +25,10 @@ KNOWN = frozenset({
 })
 SUBSTITUTED = frozenset({"ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
                          "ARG"})
+#: Instructions that only change the image config: the ``changes`` of import and commit, and builder steps.
+CONFIG_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "USER", "WORKDIR", "LABEL", "VOLUME", "STOPSIGNAL",
+                       "ONBUILD")
+DEFAULT_SHELL = ("/bin/sh", "-c")
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _FLAG = re.compile(r"^--([a-z][a-z-]*)(?:=(.*))?$")
 
@@ -96,15 +103,83 @@ def _instruction(text: str, line: int) -> Instruction:
                 break
             flags.append((match.group(1), match.group(2) or ""))
             rest = remainder.strip()
-    json_args: tuple[str, ...] | None = None
-    if rest.startswith("["):
-        try:
-            value = json.loads(rest)
-        except ValueError:
-            value = None
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            json_args = tuple(value)
-    return Instruction(name, rest, tuple(flags), json_args, line, text)
+    array = json_array(rest)
+    return Instruction(name, rest, tuple(flags), tuple(array) if array is not None else None, line, text)
+
+
+def json_array(rest: str) -> list[str] | None:
+    """The exec (JSON) form of an instruction's arguments, or None when they are in the shell form."""
+    if not rest.startswith("["):
+        return None
+    try:
+        value = json.loads(rest)
+    except ValueError:
+        return None
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    return None
+
+
+def apply_instruction(config: dict[str, Any], word: str, rest: str,
+                      shell: Sequence[str] = DEFAULT_SHELL) -> None:
+    """Apply one of :data:`CONFIG_INSTRUCTIONS` (upper case) to a container config, in place, with Docker's checks.
+    ``shell``: what a shell-form CMD or ENTRYPOINT runs with (a Dockerfile's SHELL)."""
+    if not rest:
+        raise InvalidArgument(f"{word} requires at least one argument")
+    if word in ("CMD", "ENTRYPOINT"):
+        array = json_array(rest)
+        config["Cmd" if word == "CMD" else "Entrypoint"] = array if array is not None else [*shell, rest]
+    elif word == "ENV":
+        env = list(config.get("Env") or [])
+        for key, value in key_values(rest, "ENV", legacy=True):
+            entry = f"{key}={value}"
+            at = next((i for i, item in enumerate(env) if item.partition("=")[0] == key), None)
+            if at is None:
+                env.append(entry)
+            else:
+                env[at] = entry  # in place, as Docker's dispatcher does
+        config["Env"] = env
+    elif word == "LABEL":
+        config["Labels"] = {**(config.get("Labels") or {}), **dict(key_values(rest, "LABEL", legacy=False))}
+    elif word == "EXPOSE":
+        ports = dict(config.get("ExposedPorts") or {})
+        for item in rest.split():
+            port, _, proto = item.partition("/")
+            if not port or not all(part.isdigit() for part in port.split("-")):
+                raise InvalidArgument(f"invalid containerPort: {port}")
+            ports[f"{port}/{(proto or 'tcp').lower()}"] = {}
+        config["ExposedPorts"] = ports
+    elif word == "VOLUME":
+        volumes = dict(config.get("Volumes") or {})
+        array = json_array(rest)
+        for path in array if array is not None else rest.split():
+            if not path:
+                raise InvalidArgument("VOLUME specified can not be an empty string")
+            volumes[path] = {}
+        config["Volumes"] = volumes
+    elif word == "USER":
+        config["User"] = rest
+    elif word == "WORKDIR":
+        config["WorkingDir"] = posixpath.normpath(posixpath.join(config.get("WorkingDir") or "/", rest))
+    elif word == "STOPSIGNAL":
+        config["StopSignal"] = rest
+    elif word == "ONBUILD":
+        config["OnBuild"] = list(config.get("OnBuild") or []) + [rest]
+    else:
+        raise InvalidArgument(f"{word} is not a valid change command")
+
+
+def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
+    """``docker import/commit --change`` instructions applied to a container config (returns a new dict)."""
+    cfg = json.loads(json.dumps(config))
+    for change in changes:
+        instr, _, rest = change.strip().partition(" ")
+        if not instr:
+            continue
+        if instr.upper() not in CONFIG_INSTRUCTIONS:
+            raise InvalidArgument(f"{instr} is not a valid change command")
+        apply_instruction(cfg, instr.upper(), rest.strip())
+    return dict(cfg)
 
 
 _VAR = re.compile(r"\\\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")

@@ -42,7 +42,7 @@ from aiodock.core.snapshots.base import Kind, Snapshotter
 from aiodock.core.snapshots.overlay import OverlaySnapshotter
 from aiodock.engine import pull as pulling
 from aiodock.engine import push as pushing
-from aiodock.engine.dockerfile import key_values
+from aiodock.engine.dockerfile import apply_changes
 from aiodock.engine.filters import labels_match
 from aiodock.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 from aiodock.util.ids import short_id
@@ -1293,70 +1293,3 @@ def _docker_container_config(cfg: dict[str, Any]) -> dict[str, Any]:
         if key not in out and key not in _OMIT_EMPTY:
             out[key] = value
     return out
-
-
-CHANGE_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "USER", "WORKDIR", "LABEL", "VOLUME", "STOPSIGNAL",
-                       "ONBUILD")
-
-
-def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
-    """Apply ``docker import --change`` Dockerfile instructions to a container config (returns a new dict)."""
-    cfg = json.loads(json.dumps(config))
-    for change in changes:
-        instr, _, rest = change.strip().partition(" ")
-        if not instr:
-            continue
-        word = instr.upper()
-        rest = rest.strip()
-        if word not in CHANGE_INSTRUCTIONS:
-            raise InvalidArgument(f"{instr} is not a valid change command")
-        if word in ("CMD", "ENTRYPOINT"):
-            cfg["Cmd" if word == "CMD" else "Entrypoint"] = _json_or_shell(rest, shell=True)
-        elif word == "ENV":
-            env = list(cfg.get("Env") or [])
-            for key, value in key_values(rest, "ENV", legacy=True):
-                env = [x for x in env if x.partition("=")[0] != key] + [f"{key}={value}"]
-            cfg["Env"] = env
-        elif word == "LABEL":
-            labels = dict(cfg.get("Labels") or {})
-            labels.update(key_values(rest, "LABEL", legacy=False))
-            cfg["Labels"] = labels
-        elif word == "EXPOSE":
-            ports = dict(cfg.get("ExposedPorts") or {})
-            for p in rest.split():
-                port, _, proto = p.partition("/")
-                if not port or not all(x.isdigit() for x in port.split("-")):
-                    raise InvalidArgument(f"invalid containerPort: {port}")
-                ports[f"{port}/{(proto or 'tcp').lower()}"] = {}
-            cfg["ExposedPorts"] = ports
-        elif word == "VOLUME":
-            vols = dict(cfg.get("Volumes") or {})
-            for v in _json_or_shell(rest, shell=False):
-                if not v:
-                    raise InvalidArgument("VOLUME specified can not be an empty string")
-                vols[v] = {}
-            cfg["Volumes"] = vols
-        elif word == "USER":
-            cfg["User"] = rest
-        elif word == "WORKDIR":
-            cfg["WorkingDir"] = posixpath.join(cfg.get("WorkingDir") or "/", rest)
-        elif word == "STOPSIGNAL":
-            cfg["StopSignal"] = rest
-        elif word == "ONBUILD":
-            cfg["OnBuild"] = list(cfg.get("OnBuild") or []) + [rest]
-        if not rest:
-            raise InvalidArgument(f"{word} requires at least one argument")
-    return dict(cfg)
-
-
-def _json_or_shell(rest: str, shell: bool) -> list[str]:
-    if rest.startswith("["):
-        try:
-            value = json.loads(rest)
-        except ValueError:
-            value = None
-        if isinstance(value, list) and all(isinstance(x, str) for x in value):
-            return value
-    if shell:
-        return ["/bin/sh", "-c", rest]
-    return rest.split()
