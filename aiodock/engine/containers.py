@@ -500,18 +500,24 @@ class ContainerService:
         """At start, for container:<id> mode: the running container whose network namespace to join, and the
         path of that namespace."""
         target = network_mode(container.host_config).partition(":")[2]
+        other = self._join_target(container, target, "network", "network")
+        att = self._networks.attachment(other.id) if self._networks is not None else None
+        return other, att.netns_path if att is not None else f"/proc/{other.state.pid}/ns/net"
+
+    def _join_target(self, container: Container, target: str, own: str, what: str) -> Container:
+        """The running container whose namespace a ``container:<target>`` mode joins at start, with Docker's errors
+        ("cannot join own network", "cannot join IPC of a non running container: x", ...)."""
         try:
             other = self._get(target)
         except NotFound as exc:
             raise _JoinNotFound(exc.message) from None
         if other.id == container.id:
-            raise _JoinFailed("cannot join own network")
+            raise _JoinFailed(f"cannot join own {own}")
         if other.state.status == "restarting" or (other.state.running and not other.state.pid):
             raise _JoinFailed(f"Container {target} is restarting, wait until the container is running")
         if not other.state.running:
-            raise _JoinFailed(f"cannot join network of a non running container: {target}")
-        att = self._networks.attachment(other.id) if self._networks is not None else None
-        return other, att.netns_path if att is not None else f"/proc/{other.state.pid}/ns/net"
+            raise _JoinFailed(f"cannot join {what} of a non running container: {target}")
+        return other
 
     def _namespace_container(self, container: Container, kind: str) -> Container | None:
         """At start, for ``--pid``/``--ipc container:<id>``: the running container whose namespace to join (its
@@ -519,15 +525,7 @@ class ContainerService:
         value = str(container.host_config.get("PidMode" if kind == "pid" else "IpcMode") or "")
         if not value.startswith("container:"):
             return None
-        target = value.partition(":")[2]
-        try:
-            other = self._get(target)
-        except NotFound as exc:
-            raise _JoinNotFound(exc.message) from None
-        if other.id == container.id:
-            raise _JoinFailed(f"cannot join own {kind.upper()} namespace")
-        if not other.state.running or not other.state.pid:
-            raise _JoinFailed(f"cannot join {kind.upper()} of a non running container: {target}")
+        other = self._join_target(container, value.partition(":")[2], f"{kind.upper()} namespace", kind.upper())
         if kind == "ipc" and other.host_config.get("IpcMode") != "shareable":
             raise _JoinFailed("non-shareable IPC (hint: use IpcMode:shareable for the donor container)")
         return other
@@ -1805,11 +1803,12 @@ def _mount_shm(target: Path, size: int) -> None:
 
 
 class _JoinFailed(Conflict):
-    """`--network container:<id>` cannot join at start (409); a --rm container is removed, as Docker does."""
+    """A `container:<id>` mode (network, pid, ipc) cannot join at start (409); a --rm container is removed, as
+    Docker does."""
 
 
 class _JoinNotFound(NotFound):
-    """`--network container:<id>` names no container at start (404)."""
+    """A `container:<id>` mode names no container at start (404)."""
 
 
 def _copy_network_files(source: Path, dest: Path) -> None:
