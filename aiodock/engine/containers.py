@@ -37,7 +37,13 @@ from aiodock.engine.images import Image, ImageService
 from aiodock.engine.names import NameRegistry
 from aiodock.engine.networking import NetworkService
 from aiodock.engine.signals import parse_signal
-from aiodock.engine.spec import build_spec, device_cgroup_rule, network_mode
+from aiodock.engine.spec import (
+    DEFAULT_SHM_SIZE,
+    build_spec,
+    device_cgroup_rule,
+    memory_swappiness,
+    network_mode,
+)
 from aiodock.engine.state import Container, ContainerFiles, parse_rfc3339, rfc3339nano
 from aiodock.engine.volumes import VolumeService, container_volumes, is_empty
 from aiodock.errors import (
@@ -76,7 +82,7 @@ def _default_host_config(host_config: dict[str, Any]) -> dict[str, Any]:
         "CapDrop": None, "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
         "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
         "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None,
-        "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864, "Runtime": "runc", "Isolation": "",
+        "UTSMode": "", "UsernsMode": "", "ShmSize": DEFAULT_SHM_SIZE, "Runtime": "runc", "Isolation": "",
         "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0,
         "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
         "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
@@ -403,10 +409,7 @@ class ContainerService:
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         self._log_settings(host_config)  # Docker refuses an unknown driver or option at create
         _check_namespace_modes(body, host_config)
-        swappiness = host_config.get("MemorySwappiness")
-        if swappiness is not None and swappiness != -1 and (
-                not isinstance(swappiness, int) or isinstance(swappiness, bool) or not 0 <= swappiness <= 100):
-            raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
+        memory_swappiness(host_config)
         for rule in host_config.get("DeviceCgroupRules") or []:
             device_cgroup_rule(str(rule))
         if host_config.get("StorageOpt"):
@@ -725,7 +728,7 @@ class ContainerService:
             shm_source: Path | None = None  # a host tmpfs as /dev/shm: shareable, or the donor's
             if hc.get("IpcMode") == "shareable":
                 shm_source = self._shm_dir(cid)
-                size = int(hc.get("ShmSize") or 64 * 1024 * 1024)
+                size = int(hc.get("ShmSize") or DEFAULT_SHM_SIZE)
                 await asyncio.to_thread(_mount_shm, shm_source, size)
             elif joined["ipc"] is not None:
                 shm_source = self._shm_dir(joined["ipc"].id)

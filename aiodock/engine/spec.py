@@ -153,7 +153,18 @@ def _bind_mounts(host_config: dict[str, Any], container_id: str = "", config: di
 
 
 _CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
+DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 _DEVICE_CGROUP_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
+
+
+def memory_swappiness(host_config: dict[str, Any]) -> int | None:
+    """HostConfig.MemorySwappiness checked as Docker does (0-100); None when unset (null or -1)."""
+    value = host_config.get("MemorySwappiness")
+    if value is None or value == -1:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise InvalidArgument(f"Invalid value: {value}, valid memory swappiness range is 0-100")
+    return value
 
 
 def device_cgroup_rule(text: str) -> dict[str, Any]:
@@ -235,7 +246,7 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
     elif ipc_mode == "none":  # as Docker: no /dev/shm at all
         spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/dev/shm"]
     else:
-        shm_size = int(host_config.get("ShmSize") or 64 * 1024 * 1024)
+        shm_size = int(host_config.get("ShmSize") or DEFAULT_SHM_SIZE)
         mounts.append({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                        "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"]})
     opts.with_mounts(spec, mounts)
@@ -291,12 +302,9 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
     if host_config.get("Ulimits"):
         opts.with_rlimits(spec, host_config["Ulimits"])
     memory = resources.setdefault("memory", {})
-    swappiness = host_config.get("MemorySwappiness")
-    if swappiness is not None and swappiness != -1:
-        if not isinstance(swappiness, int) or not 0 <= swappiness <= 100:
-            raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
-        if _CGROUP_V1_MEMORY.is_dir():  # as Docker: discarded where the cgroup has no such knob (v2)
-            memory["swappiness"] = swappiness
+    swappiness = memory_swappiness(host_config)
+    if swappiness is not None and _CGROUP_V1_MEMORY.is_dir():  # as Docker: discarded without the knob (v2)
+        memory["swappiness"] = swappiness
     if host_config.get("OomKillDisable") and _CGROUP_V1_MEMORY.is_dir():
         memory["disableOOMKiller"] = True
     if not memory:
