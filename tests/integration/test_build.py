@@ -175,4 +175,8 @@ def test_hostile_context_is_refused_and_writes_nothing_outside(daemon: Daemon, b
     messages = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
     assert status == 200 and "errorDetail" in messages[-1], messages
     assert not os.path.exists(victim)
+    for query, message in (("t=Bad:Tag", "invalid reference format"), ("buildargs=[1", "invalid buildargs"),
+                           ("remote=https://example.com/x.git", "remote build contexts are not supported")):
+        status, body = daemon.api("POST", f"/build?{query}", context)
+        assert status == 400 and message in json.loads(body)["message"], (query, body)
     assert "hostile" not in daemon.docker("images", check=True).stdout

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from aiodock.api import params, streams
 from aiodock.api.keys import TMP_DIR
+from aiodock.core.images.reference import parse_normalized
 from aiodock.engine.backend import BuildBackend, BuildOptions
 from aiodock.errors import InvalidArgument
 
@@ -39,6 +40,8 @@ def build_options(request: web.Request) -> BuildOptions:
         raise InvalidArgument("remote build contexts are not supported by aiodock's builder")
     if query.get("platform") and query["platform"] not in ("linux", "linux/amd64"):
         raise InvalidArgument(f"\"{query['platform']}\": unsupported platform")
+    for tag in query.getall("t", []):
+        parse_normalized(tag)  # "invalid reference format" (400) before anything is built
     args = _json_map(request, "buildargs")
     labels = _json_map(request, "labels")
     return BuildOptions(
