@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import io
 import json
@@ -14,15 +15,24 @@ import tarfile
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aiodock.core.runtime.testing import processes_with_cwd_under
+from aiodock.proxy.loop import new_event_loop
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = shutil.which("docker")
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """Async tests run on asyncio's default loop; those marked relay_loop also on the daemon's own loop."""
+    if item.get_closest_marker("relay_loop"):
+        return {"asyncio-loop": asyncio.new_event_loop, "relay-loop": new_event_loop}
+    return {"asyncio-loop": asyncio.new_event_loop}
 
 
 def _load_mkimage():  # type: ignore[no-untyped-def]

@@ -101,9 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aiodock: {exc}", file=sys.stderr)
         return 1
     from aiodock.daemon.app import run
+    from aiodock.proxy.loop import new_event_loop
 
     try:
-        return asyncio.run(run(config))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:  # the proxy's UDP relays run in its selector
+            return runner.run(run(config))
     except AiodockError as exc:
         print(f"aiodock: failed to start daemon: {exc}", file=sys.stderr)
         return 1

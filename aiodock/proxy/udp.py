@@ -1,37 +1,30 @@
 """UDP forwarding for one published port, with a flow table: each client address gets its own connected socket
 to the container, so replies go back to the right client. Idle flows expire after 90 s (as Docker's proxy).
 
-The sockets are read straight from the event loop's reader callbacks, a batch of datagrams per wake-up (asyncio's
-datagram transport takes one per wake-up), and written with non-blocking sends: a datagram that finds a socket's
-send buffer full, or a full flow table, is dropped, never queued.
+On the daemon's loop (proxy/loop.py) the sockets are relays: epoll's readiness runs the read-and-send inline,
+without a pass through asyncio's loop; on any other loop they are plain ``add_reader`` callbacks (correct, slower).
+A socket read once per readiness event costs no failing read or queue probe per datagram, which is what a lone
+datagram (a request and its answer) wants; a socket made ready again within BURST_GAP_NS of its last event is in a
+burst, and that event drains what is queued (up to BATCH). Datagrams are written with non-blocking sends: one
+that finds a socket's send buffer full, or a full flow table, is dropped, never queued.
 """
 
 from __future__ import annotations
 
-import array
 import asyncio
-import fcntl
 import socket
-import termios
 import time
+from collections.abc import Callable
+
+from aiodock.proxy.loop import relay_selector
 
 IDLE_TIMEOUT = 90.0
 MAX_FLOWS = 1024
-BATCH = 64  # datagrams read per wake-up, so one busy socket cannot starve the loop
 MAX_DATAGRAM = 65535
+BATCH = 64  # datagrams read per event in a burst, so one busy socket cannot starve the others
+BURST_GAP_NS = 50_000  # readiness events closer than this on one socket: a burst
 
 Addr = tuple[str, int]
-
-
-_NEXT_SIZE = array.array("i", [0])  # SIOCINQ's answer (the loop is single-threaded)
-
-
-def _more_queued(fd: int) -> bool:
-    """Whether another datagram waits on the socket (SIOCINQ: the size of the next one; 0 when none). Asked once
-    per wake-up, after the first datagram: cheaper than the failing read that would find out, as one datagram per
-    wake-up is the common case; a batch still ends on that failing read."""
-    fcntl.ioctl(fd, termios.FIONREAD, _NEXT_SIZE, True)
-    return _NEXT_SIZE[0] > 0
 
 
 class _Flow:
@@ -41,20 +34,21 @@ class _Flow:
         self.owner = owner
         self.client = client
         self.sock = sock
-        self.last = time.monotonic()
-        owner.loop.add_reader(sock.fileno(), self._readable)
+        self.last = time.monotonic_ns()
+        self.ready_at = 0  # the last readiness event, to tell a burst
+        owner.watch(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
-        view, fd, sock, reply, client = self.owner.view, self.sock.fileno(), self.sock, self.owner.reply, self.client
-        for index in range(BATCH):
+        now = time.monotonic_ns()
+        count = BATCH if now - self.ready_at < BURST_GAP_NS else 1
+        self.ready_at = self.last = now
+        view, recv_into, reply, client = self.owner.view, self.sock.recv_into, self.owner.reply, self.client
+        for _ in range(count):
             try:
-                size = sock.recv_into(view)
+                size = recv_into(view)
             except OSError:  # EAGAIN, or e.g. ICMP port unreachable from the container: keep the flow
-                break
+                return
             reply(view[:size], client)
-            if index == 0 and not _more_queued(fd):
-                break
-        self.last = time.monotonic()
 
     def send(self, data: memoryview) -> None:
         try:
@@ -63,7 +57,7 @@ class _Flow:
             pass
 
     def close(self) -> None:
-        self.owner.loop.remove_reader(self.sock.fileno())
+        self.owner.unwatch(self.sock.fileno())
         self.sock.close()
 
 
@@ -75,36 +69,43 @@ class UDPForwarder:
         self._flows: dict[Addr, _Flow] = {}
         self.view = memoryview(bytearray(MAX_DATAGRAM))  # every datagram is read into this and sent on at once
         self._reaper: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready_at = 0
+        self.watch: Callable[[int, Callable[[], None]], None] = self._not_started
+        self.unwatch: Callable[[int], object] = self._not_started
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        assert self._loop is not None, "UDPForwarder.start() first"
-        return self._loop
+    @staticmethod
+    def _not_started(*_: object) -> None:
+        raise RuntimeError("UDPForwarder.start() first")
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        relays = relay_selector(loop)
+        if relays is not None:
+            self.watch, self.unwatch = relays.add_relay, relays.remove_relay
+        else:
+            self.watch, self.unwatch = loop.add_reader, loop.remove_reader
         self._sock.setblocking(False)
-        self._loop.add_reader(self._sock.fileno(), self._readable)
+        self.watch(self._sock.fileno(), self._readable)
         self._reaper = asyncio.create_task(self._reap())
 
     def _readable(self) -> None:
-        now = time.monotonic()
-        view, sock, fd, flows = self.view, self._sock, self._sock.fileno(), self._flows
-        for index in range(BATCH):
+        now = time.monotonic_ns()
+        count = BATCH if now - self._ready_at < BURST_GAP_NS else 1
+        self._ready_at = now
+        view, recvfrom_into, flows = self.view, self._sock.recvfrom_into, self._flows
+        for _ in range(count):
             try:
-                size, addr = sock.recvfrom_into(view)
+                size, addr = recvfrom_into(view)
             except OSError:  # EAGAIN
                 return
             client = (addr[0], addr[1])
             flow = flows.get(client)
             if flow is None:
                 flow = self._open_flow(client)
-            if flow is not None:
-                flow.last = now
-                flow.send(view[:size])
-            if index == 0 and not _more_queued(fd):
-                return
+                if flow is None:
+                    continue
+            flow.last = now
+            flow.send(view[:size])
 
     def _open_flow(self, client: Addr) -> _Flow | None:
         if len(self._flows) >= MAX_FLOWS:
@@ -131,20 +132,19 @@ class UDPForwarder:
     async def _reap(self) -> None:
         while True:
             await asyncio.sleep(min(self.idle_timeout / 3, 30.0))
-            now = time.monotonic()
+            oldest = time.monotonic_ns() - int(self.idle_timeout * 1e9)
             for client, flow in list(self._flows.items()):
-                if now - flow.last >= self.idle_timeout:
+                if flow.last <= oldest:
                     flow.close()
                     del self._flows[client]
 
     async def close(self) -> None:
-        if self._reaper is not None:
+        if self._reaper is not None:  # started
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
-        for flow in self._flows.values():
-            flow.close()
-        self._flows.clear()
-        if self._loop is not None and self._sock.fileno() >= 0:
-            self._loop.remove_reader(self._sock.fileno())
+            for flow in self._flows.values():
+                flow.close()
+            self._flows.clear()
+            self.unwatch(self._sock.fileno())
         self._sock.close()

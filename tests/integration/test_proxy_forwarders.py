@@ -16,8 +16,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from aiodock.proxy.loop import relay_selector
 from aiodock.proxy.tcp import TCPForwarder
 from aiodock.proxy.udp import UDPForwarder
+
+pytestmark = pytest.mark.relay_loop  # each test on asyncio's loop and on the daemon's
 
 BULK = 48 << 20
 
@@ -167,6 +170,43 @@ async def test_udp_flows_expire_when_idle() -> None:
     finally:
         await fwd.close()
         server.close()
+
+
+async def test_udp_bursts_from_several_clients_come_back_to_each() -> None:
+    """Datagrams sent flat out by three clients at once all reach the container and each reply goes back to its
+    own client (one datagram per readiness event on the daemon's loop, where every socket is a relay). 150 in
+    flight: a default receive buffer holds about 250 small datagrams, and the echo server's must not overflow."""
+    loop = asyncio.get_running_loop()
+    server, _ = await loop.create_datagram_endpoint(UDPEcho, local_addr=("127.0.0.1", 0))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    fwd = UDPForwarder(sock, "127.0.0.1", server.get_extra_info("sockname")[1])
+    await fwd.start()
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    try:
+        for c in clients:
+            c.setblocking(False)
+            c.connect(sock.getsockname())
+        for n in range(50):
+            for i, c in enumerate(clients):
+                c.send(f"{i}:{n}".encode())
+        for i, c in enumerate(clients):
+            got = []
+            async with asyncio.timeout(5):
+                while len(got) < 50:
+                    got.append(await loop.sock_recv(c, 100))
+            assert got == [f"echo:{i}:{n}".encode() for n in range(50)]
+        assert fwd.flow_count() == 3
+        relays = relay_selector(loop)
+        if relays is not None:
+            assert relays.relay_count() == 1 + 3
+    finally:
+        for c in clients:
+            c.close()
+        await fwd.close()
+        server.close()
+    if relays is not None:
+        assert relays.relay_count() == 0
 
 
 async def forwarder_to(target_port: int) -> tuple[TCPForwarder, socket.socket]:
