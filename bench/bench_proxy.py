@@ -9,7 +9,8 @@ a TCP echo (epoll), a UDP echo and a UDP sink, each published on 127.0.0.1. Dock
 172.17.0.0/16, iptables, userland proxy: a connection to 127.0.0.1 is not DNATed and goes through docker-proxy);
 aiodock gets its own bridge and subnet; both daemons run side by side and the paths below are measured
 interleaved, --rounds times (each figure is the median over the rounds), so that load from elsewhere on the
-machine hits all of them alike. From the host (Python client), for each path:
+machine hits all of them alike: the bulk measures path after path, in a new (seeded) order each round; the
+latencies sample by sample (one connect+echo, or one UDP round trip, of each path in turn). From the host (Python client), for each path:
   tcp_mbps           MB/s of --mb MB sent through one connection (sendall, half-close, wait for the server's EOF)
   connect_echo_*     --connects times: connect, send 1 byte, read the echoed byte, close (median, p90, per second)
   udp_rtt_*          --udp one-in-flight UDP echo round trips (median RTT, round trips/s, lost)
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,6 +36,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,35 +106,78 @@ def tcp_throughput(addr: Addr, total: int) -> float:
         return total / (time.perf_counter() - start)
 
 
-def connect_echo(addr: Addr, n: int) -> list[float]:
-    lat = []
-    for _ in range(n):
-        start = time.perf_counter()
-        with socket.create_connection(addr, timeout=10) as s:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            s.sendall(b"x")
-            if s.recv(1) != b"x":
-                raise RuntimeError("bad echo")
-        lat.append(time.perf_counter() - start)
-    return lat
+def connect_echo_once(addr: Addr) -> float:
+    start = time.perf_counter()
+    with socket.create_connection(addr, timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(b"x")
+        if s.recv(1) != b"x":
+            raise RuntimeError("bad echo")
+    return time.perf_counter() - start
 
 
-def udp_rtt(addr: Addr, n: int) -> tuple[list[float], int]:
-    lat, lost = [], 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(addr)
-        s.settimeout(0.5)
-        for i in range(n):
-            payload = i.to_bytes(4, "big") * 8
-            start = time.perf_counter()
-            s.send(payload)
-            try:
-                while s.recv(2048) != payload:
-                    pass
-                lat.append(time.perf_counter() - start)
-            except TimeoutError:
-                lost += 1
-    return lat, lost
+def udp_rtt_once(s: socket.socket, i: int) -> float | None:
+    """One round trip on a connected socket (None: lost, after 0.5 s)."""
+    payload = i.to_bytes(4, "big") * 8
+    start = time.perf_counter()
+    s.send(payload)
+    try:
+        while s.recv(2048) != payload:
+            pass
+    except TimeoutError:
+        return None
+    return time.perf_counter() - start
+
+
+@dataclass
+class Latencies:
+    connect: list[float] = field(default_factory=list)
+    rtt: list[float] = field(default_factory=list)
+    lost: int = 0
+
+    def figures(self) -> dict[str, Any]:
+        lat, rtt = self.connect, self.rtt
+        return {
+            "connect_echo_median_ms": statistics.median(lat) * 1e3,
+            "connect_echo_p90_ms": pctl(lat, 0.9) * 1e3,
+            "connect_echo_per_s": len(lat) / sum(lat),
+            "udp_rtt_median_ms": statistics.median(rtt) * 1e3 if rtt else None,
+            "udp_rtt_per_s": len(rtt) / sum(rtt) if rtt else None,
+            "udp_rtt_lost": self.lost,
+        }
+
+
+def paired_latencies(paths: dict[str, dict[str, Addr]], args: argparse.Namespace) -> dict[str, Latencies]:
+    """Connect+echo and UDP round-trip samples of every path, taken in turn: sample i of each path, then sample
+    i + 1 of each, the order rotating, so that the paths' samples see the same moments of a noisy machine
+    (measured path after path, a slow spell of the machine decides which path looks faster)."""
+    names = list(paths)
+    out = {name: Latencies() for name in names}
+    for name in names:
+        for _ in range(20):  # warm-up
+            connect_echo_once(paths[name]["echo"])
+    for i in range(args.connects):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            out[name].connect.append(connect_echo_once(paths[name]["echo"]))
+    socks: dict[str, socket.socket] = {}
+    try:
+        for name in names:
+            socks[name] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            socks[name].connect(paths[name]["udpecho"])
+            socks[name].settimeout(0.5)
+            for j in range(50):  # warm-up: the proxies' flows exist
+                udp_rtt_once(socks[name], j)
+        for i in range(args.udp):
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                rtt = udp_rtt_once(socks[name], i)
+                if rtt is None:
+                    out[name].lost += 1
+                else:
+                    out[name].rtt.append(rtt)
+    finally:
+        for sock in socks.values():
+            sock.close()
+    return out
 
 
 def _ask(s: socket.socket, msg: bytes) -> bytes:
@@ -164,26 +210,13 @@ def udp_flood(addr: Addr, n: int) -> tuple[float, float]:
 
 
 def measure_path(addrs: dict[str, Addr], args: argparse.Namespace) -> dict[str, Any]:
+    """The bulk measures of one path (throughput, UDP flood); the latencies come from paired_latencies."""
     total = args.mb << 20
     wait_echo(addrs["echo"])
     tcp_throughput(addrs["sink"], min(total, 64 << 20))  # warm-up
-    tput = [tcp_throughput(addrs["sink"], total)]
-    connect_echo(addrs["echo"], 20)
-    lat = connect_echo(addrs["echo"], args.connects)
-    rtt, lost = udp_rtt(addrs["udpecho"], args.udp)
-    flood = [udp_flood(addrs["udpsink"], args.flood)]
-    flood_rate = statistics.median(f[0] for f in flood)
-    return {
-        "tcp_mbps": statistics.median(tput) / 1e6,
-        "connect_echo_median_ms": statistics.median(lat) * 1e3,
-        "connect_echo_p90_ms": pctl(lat, 0.9) * 1e3,
-        "connect_echo_per_s": len(lat) / sum(lat),
-        "udp_rtt_median_ms": statistics.median(rtt) * 1e3 if rtt else None,
-        "udp_rtt_per_s": len(rtt) / sum(rtt) if rtt else None,
-        "udp_rtt_lost": lost,
-        "udp_flood_per_s": flood_rate,
-        "udp_flood_loss": statistics.median(f[1] for f in flood),
-    }
+    tput = tcp_throughput(addrs["sink"], total)
+    flood_rate, flood_loss = udp_flood(addrs["udpsink"], args.flood)
+    return {"tcp_mbps": tput / 1e6, "udp_flood_per_s": flood_rate, "udp_flood_loss": flood_loss}
 
 
 def published(engine: Engine, name: str) -> dict[str, Addr]:
@@ -280,9 +313,13 @@ def main() -> int:
             started.append(engine)
             paths[name], paths["direct" if name == "aiodock" else "direct_docker"] = start_server(engine, tar, netsrv)
         rounds: dict[str, list[dict[str, Any]]] = {path: [] for path in paths}
-        for i in range(args.rounds):  # interleaved, so that load from elsewhere on the machine hits every path
-            for path, addrs in paths.items():
-                rounds[path].append(measure_path(addrs, args))
+        for i in range(args.rounds):  # interleaved, so that load from elsewhere on the machine hits every path,
+            order = list(paths)  # in a new order each round, so that no path always follows the same one
+            random.Random(i).shuffle(order)
+            for path in order:
+                rounds[path].append(measure_path(paths[path], args))
+            for path, latencies in paired_latencies(paths, args).items():
+                rounds[path][-1].update(latencies.figures())
                 print(f"[round {i} {path}] load {loadavg()}: {rounds[path][-1]}", flush=True)
         for path in paths:
             results[path] = combine(rounds[path])
