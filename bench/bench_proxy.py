@@ -64,8 +64,7 @@ Addr = tuple[str, int]
 
 
 def build_netsrv(directory: Path) -> Path:
-    """bench/netsrv.c, static, alone in its own directory: the container bind-mounts the directory (aiodock's
-    `-v /host/file:/ctr/file` fails with "File exists": it makedirs the source even when it is a file)."""
+    """bench/netsrv.c, built static into a directory of its own, which the server containers bind-mount."""
     (directory / "bin").mkdir()
     out = directory / "bin" / "netsrv"
     subprocess.run(["gcc", "-O2", "-static", "-o", str(out), str(REPO / "bench" / "netsrv.c")], check=True)
