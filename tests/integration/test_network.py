@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -235,6 +236,39 @@ def test_udp_echo_through_published_port(net: Daemon) -> None:
                 other.settimeout(2)
                 other.sendto(b"two", ("127.0.0.1", port))
                 assert other.recvfrom(2048)[0] == b"echo:two"
+            # A flood through the port, whose datagrams the daemon's loop relays inline: the API still answers.
+            stop = threading.Event()
+
+            def flood() -> None:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as f:
+                    f.setblocking(False)
+                    while not stop.is_set():
+                        try:
+                            f.sendto(b"x" * 64, ("127.0.0.1", port))
+                        except OSError:  # the client's own buffer full
+                            time.sleep(0)
+
+            flooder = threading.Thread(target=flood)
+            flooder.start()
+            try:
+                time.sleep(0.2)
+                for _ in range(5):
+                    started = time.monotonic()
+                    assert net.api("GET", "/_ping", timeout=5)[0] == 200
+                    assert time.monotonic() - started < 1.0
+            finally:
+                stop.set()
+                flooder.join()
+            answer = b""
+            for _ in range(10):  # the flood's tail may still be in the queues
+                s.sendto(b"after", ("127.0.0.1", port))
+                try:
+                    while answer != b"echo:after":
+                        answer = s.recvfrom(2048)[0]
+                    break
+                except TimeoutError:
+                    continue
+            assert answer == b"echo:after"
         assert net.docker("port", cid, "5353/udp", check=True).stdout.strip() == f"127.0.0.1:{port}"
     finally:
         net.docker("rm", "-f", cid)
