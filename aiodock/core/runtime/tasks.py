@@ -1069,13 +1069,40 @@ def _read_bundle_state(bundle: Path) -> tuple[p.Bootstrap | None, p.ExitRecord |
 
 
 async def _wait_gone(pid: int, start_time: int, timeout: float) -> bool:
+    """Whether the process (pid and start time) is gone within ``timeout``: told by its pidfd becoming readable
+    at its exit (no polling delay), or by polling /proc every 10 ms where pidfd_open is refused."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # gone already (ESRCH), or a kernel without pidfd
+        pidfd = -1
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while p.process_alive(pid, start_time):
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
+    try:
+        if not p.process_alive(pid, start_time):  # after pidfd_open: the pidfd is of this very process
+            return True
+        if pidfd >= 0:
+            exited: asyncio.Future[None] = loop.create_future()
+
+            def readable() -> None:
+                if not exited.done():
+                    exited.set_result(None)
+
+            loop.add_reader(pidfd, readable)
+            try:
+                await asyncio.wait_for(exited, timeout)
+                return True
+            except TimeoutError:
+                return False
+            finally:
+                loop.remove_reader(pidfd)
+        deadline = loop.time() + timeout
+        while p.process_alive(pid, start_time):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
 
 
 def _kill_quietly(pid: int, start_time: int) -> None:
