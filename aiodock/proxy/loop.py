@@ -1,20 +1,22 @@
-"""The daemon's event loop: asyncio's selector loop on an epoll selector that also runs datagram relays inline.
+"""The daemon's event loop: asyncio's selector loop on an epoll selector that also runs the proxy's relays inline.
 
-A UDP datagram through a published port is two hops for the proxy (client to container, container to client), and
-on asyncio's own loop each hop costs a whole loop iteration: the selector builds its event list, the loop queues a
-Handle and runs it through a context. That dispatch, not the forwarding, is most of the proxy's user time per
-datagram, and it made a one-in-flight UDP round trip slower than docker-proxy's goroutines.
+A datagram or a small TCP message through a published port is two hops for the proxy (client to container,
+container to client), and on asyncio's own loop each hop costs a whole loop iteration: the selector builds its
+event list, the loop queues a Handle and runs it through a context. That dispatch, not the forwarding, is most of
+the proxy's user time per message, and it made a one-in-flight UDP round trip slower than docker-proxy's goroutines.
 
 ``RelaySelector`` is a complete ``selectors.BaseSelector`` (asyncio registers its sockets with it as with any
-selector) that also takes *relays*: a file descriptor and a callback, polled on the same epoll set. A relay's
-callback runs as soon as epoll reports its descriptor, inside ``select()``; while only relays are ready, ``select()``
-polls again with what is left of asyncio's timeout instead of returning to the loop. asyncio still gets every event
-of its own descriptors and every timer at its time, and ``select(0)`` (callbacks pending) polls once.
+selector) that also takes *relays*: reader and writer callbacks on descriptors of the same epoll set, registered
+with asyncio's own method names (``add_reader``, ``remove_reader``, ``add_writer``, ``remove_writer``) so a
+forwarder uses the loop or the selector alike. A relay's callback runs as soon as epoll reports its descriptor,
+inside ``select()``; while only relays are ready, ``select()`` polls again with what is left of asyncio's timeout
+instead of returning to the loop. asyncio still gets every event of its own descriptors and every timer at its
+time, and ``select(0)`` (callbacks pending) polls once.
 
 A relay callback must be short and non-blocking: plain socket reads and writes. Should one schedule asyncio work
 (``call_soon``, a timer, a future's result), the RelayEventLoop marks it and ``select()`` returns at once so that
-the loop runs it. An exception from a relay is logged and the relay is dropped. On any other loop
-``relay_selector()`` answers None and the forwarders use ``add_reader``.
+the loop runs it. An exception from a relay is logged and the descriptor's relays are dropped. On any other loop
+``relay_selector()`` answers None and the forwarders use the loop's ``add_reader`` and ``add_writer``.
 """
 
 from __future__ import annotations
@@ -26,13 +28,22 @@ import select
 import selectors
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVarTuple, Unpack
+from typing import Any, Protocol, TypeVarTuple, Unpack
 
 from aiodock.log import get_logger
 
 log = get_logger("aiodock.proxy")
 
-Relay = Callable[[], None]
+Relay = Callable[[], object]
+
+
+class Watcher(Protocol):
+    """What the forwarders register their sockets with: the RelaySelector, or any asyncio loop."""
+
+    def add_reader(self, fd: int, callback: Relay, /) -> None: ...
+    def remove_reader(self, fd: int, /) -> bool: ...
+    def add_writer(self, fd: int, callback: Relay, /) -> None: ...
+    def remove_writer(self, fd: int, /) -> bool: ...
 FileObj = Any  # what selectors accept: an int descriptor or an object with fileno()
 
 _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
@@ -76,7 +87,7 @@ class RelaySelector(selectors.BaseSelector):
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self._keys: dict[int, selectors.SelectorKey] = {}
-        self._relays: dict[int, Relay] = {}
+        self._relays: dict[int, list[Relay | None]] = {}  # fd -> [reader, writer]
         self._map = _KeyMap(self._keys)
         self.scheduled = False  # set by RelayEventLoop when a callback is scheduled: select() returns
 
@@ -128,11 +139,7 @@ class RelaySelector(selectors.BaseSelector):
             for fd, event in events:
                 relay = relays.get(fd)
                 if relay is not None:
-                    try:
-                        relay()
-                    except Exception:
-                        log.exception("relay failed, dropped", fd=fd)
-                        self.remove_relay(fd)
+                    self._run(fd, event, relay)
                     continue
                 key = keys.get(fd)
                 if key is not None:
@@ -156,23 +163,70 @@ class RelaySelector(selectors.BaseSelector):
 
     # --- relays ---
 
-    def add_relay(self, fd: int, relay: Relay) -> None:
-        """Run ``relay`` inline whenever ``fd`` is readable (level-triggered: until it has read what is queued)."""
-        if fd in self._keys or fd in self._relays:
-            raise KeyError(f"FD {fd} is already registered")
-        self._epoll.register(fd, _IN)
-        self._relays[fd] = relay
-
-    def remove_relay(self, fd: int) -> bool:
-        if self._relays.pop(fd, None) is None:
-            return False
+    def _run(self, fd: int, event: int, relay: list[Relay | None]) -> None:
+        """The reader on input, error or hang-up, then the writer (if the reader left it) on output, error or
+        hang-up: asyncio's own reading of an epoll event."""
         try:
-            self._epoll.unregister(fd)
-        except OSError:  # already closed
+            reader = relay[0]
+            if reader is not None and event & ~_OUT:
+                reader()
+            writer = relay[1]
+            if writer is not None and event & ~_IN and self._relays.get(fd) is relay:
+                writer()
+        except Exception:
+            log.exception("relay failed, dropped", fd=fd)
+            self._drop(fd)
+
+    def _watch(self, fd: int, slot: int, callback: Relay) -> None:
+        if fd in self._keys:
+            raise KeyError(f"FD {fd} is already registered")
+        relay = self._relays.get(fd)
+        if relay is None:
+            self._epoll.register(fd, _IN if slot == 0 else _OUT)
+            self._relays[fd] = relay = [None, None]
+        elif relay[slot] is None:
+            self._epoll.modify(fd, _IN | _OUT)
+        relay[slot] = callback
+
+    def _unwatch(self, fd: int, slot: int) -> bool:
+        relay = self._relays.get(fd)
+        if relay is None or relay[slot] is None:
+            return False
+        relay[slot] = None
+        other = relay[1 - slot]
+        try:
+            if other is None:
+                del self._relays[fd]
+                self._epoll.unregister(fd)
+            else:
+                self._epoll.modify(fd, _IN if slot == 1 else _OUT)  # what the other callback wants
+        except OSError:  # already closed: the kernel dropped it from the set
             pass
         return True
 
+    def _drop(self, fd: int) -> None:
+        if self._relays.pop(fd, None) is not None:
+            try:
+                self._epoll.unregister(fd)
+            except OSError:
+                pass
+
+    def add_reader(self, fd: int, callback: Relay, /) -> None:
+        """Run ``callback`` inline whenever ``fd`` is readable (level-triggered: until it has read what is queued)."""
+        self._watch(fd, 0, callback)
+
+    def remove_reader(self, fd: int, /) -> bool:
+        return self._unwatch(fd, 0)
+
+    def add_writer(self, fd: int, callback: Relay, /) -> None:
+        """Run ``callback`` inline whenever ``fd`` is writable."""
+        self._watch(fd, 1, callback)
+
+    def remove_writer(self, fd: int, /) -> bool:
+        return self._unwatch(fd, 1)
+
     def relay_count(self) -> int:
+        """Descriptors with a relay."""
         return len(self._relays)
 
 
@@ -200,5 +254,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def relay_selector(loop: asyncio.AbstractEventLoop) -> RelaySelector | None:
-    """The loop's RelaySelector, or None on a loop that has none (the forwarders then use add_reader)."""
+    """The loop's RelaySelector, or None on a loop that has none."""
     return loop.relays if isinstance(loop, RelayEventLoop) else None
+
+
+def watcher(loop: asyncio.AbstractEventLoop) -> Watcher:
+    """Where a forwarder registers its sockets: the loop's RelaySelector (inline), else the loop itself."""
+    return relay_selector(loop) or loop

@@ -1,7 +1,8 @@
 """TCP forwarding for one published port: accept on the host address, connect to the container, copy both ways.
 
-The relay works on the sockets straight from the event loop's reader and writer callbacks: no task, stream or
-transport per connection. A new connection is served in the accept callback itself as far as it can be: the
+The relay works on the sockets straight from reader and writer callbacks: no task, stream or transport per
+connection. On the daemon's loop the callbacks are relays (proxy/loop.py), run inline as epoll reports the socket,
+so a small message costs no asyncio loop turn per hop; on any other loop they are the loop's own callbacks. A new connection is served in the accept callback itself as far as it can be: the
 connection to the container (a local bridge or loopback) has usually completed by the time connect() returns, so a
 zero-timeout poll confirms it and the client's first bytes, often there already, are read and passed on at once;
 only a connection still in progress waits for its writer callback (with a timeout).
@@ -25,6 +26,7 @@ import select
 import socket
 
 from aiodock.log import get_logger
+from aiodock.proxy.loop import Watcher, watcher
 
 log = get_logger("aiodock.proxy.tcp")
 
@@ -67,7 +69,7 @@ class _Direction:
         self.waiting = False  # our writer callback is registered on dst
 
     def start(self) -> None:
-        self.relay.loop.add_reader(self.src.fileno(), self.readable)
+        self.relay.io.add_reader(self.src.fileno(), self.readable)
         self.reading = True
 
     def readable(self) -> None:
@@ -131,9 +133,9 @@ class _Direction:
     def _wait_for_dst(self) -> None:
         if self.relay.closed:
             return
-        self.relay.loop.remove_reader(self.src.fileno())
+        self.relay.io.remove_reader(self.src.fileno())
         self.reading = False
-        self.relay.loop.add_writer(self.dst.fileno(), self.writable)
+        self.relay.io.add_writer(self.dst.fileno(), self.writable)
         self.waiting = True
 
     def writable(self) -> None:
@@ -151,7 +153,7 @@ class _Direction:
             self.pending = self.pending[sent:]
             if self.pending:
                 return
-        self.relay.loop.remove_writer(self.dst.fileno())
+        self.relay.io.remove_writer(self.dst.fileno())
         self.waiting = False
         if self.eof:
             self._finish()
@@ -160,7 +162,7 @@ class _Direction:
 
     def _eof(self) -> None:
         self.eof = True
-        self.relay.loop.remove_reader(self.src.fileno())
+        self.relay.io.remove_reader(self.src.fileno())
         self.reading = False
         self._finish()
 
@@ -179,10 +181,10 @@ class _Direction:
         """Unregister our callbacks (the relay is closing): only those registered, as a lookup of an fd that is
         not registered costs asyncio an exception."""
         if self.reading:
-            self.relay.loop.remove_reader(self.src.fileno())
+            self.relay.io.remove_reader(self.src.fileno())
             self.reading = False
         if self.waiting:
-            self.relay.loop.remove_writer(self.dst.fileno())
+            self.relay.io.remove_writer(self.dst.fileno())
             self.waiting = False
         if self.pipe is not None:
             os.close(self.pipe[0])
@@ -196,6 +198,7 @@ class _Relay:
     def __init__(self, forwarder: TCPForwarder, client: socket.socket) -> None:
         self.forwarder = forwarder
         self.loop = forwarder.loop
+        self.io = forwarder.io
         self.client = client
         self.server = socket.socket(socket.AF_INET6 if ":" in forwarder.target[0] else socket.AF_INET,
                                     socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
@@ -212,13 +215,13 @@ class _Relay:
         if err == 0:
             self._connected()
         elif err in (errno.EINPROGRESS, errno.EWOULDBLOCK):
-            self.loop.add_writer(self.server.fileno(), self._connect_done)
+            self.io.add_writer(self.server.fileno(), self._connect_done)
             self._timer = self.loop.call_later(CONNECT_TIMEOUT, self._connect_failed, "timed out")
         else:
             self._connect_failed(errno.errorcode.get(err, str(err)))
 
     def _connect_done(self) -> None:
-        self.loop.remove_writer(self.server.fileno())
+        self.io.remove_writer(self.server.fileno())
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -243,7 +246,7 @@ class _Relay:
         self.closed = True
         if self._timer is not None:  # still connecting
             self._timer.cancel()
-            self.loop.remove_writer(self.server.fileno())
+            self.io.remove_writer(self.server.fileno())
         self.up.stop()
         self.down.stop()
         self.client.close()
@@ -263,16 +266,24 @@ class TCPForwarder:
         self.target = (target_ip, target_port)
         self._relays: set[_Relay] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._io: Watcher | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         assert self._loop is not None, "TCPForwarder.start() first"
         return self._loop
 
+    @property
+    def io(self) -> Watcher:
+        """Where the sockets are registered: the daemon loop's RelaySelector (inline), else the loop."""
+        assert self._io is not None, "TCPForwarder.start() first"
+        return self._io
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._io = watcher(self._loop)
         self._sock.setblocking(False)
-        self._loop.add_reader(self._sock.fileno(), self._accept)
+        self._io.add_reader(self._sock.fileno(), self._accept)
 
     def _accept(self) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -294,8 +305,8 @@ class TCPForwarder:
                 relay.close()
 
     async def close(self) -> None:
-        if self._loop is not None and self._sock.fileno() >= 0:
-            self._loop.remove_reader(self._sock.fileno())
+        if self._io is not None and self._sock.fileno() >= 0:
+            self._io.remove_reader(self._sock.fileno())
         self._sock.close()
         for relay in list(self._relays):
             relay.close()

@@ -2,7 +2,7 @@
 to the container, so replies go back to the right client. Idle flows expire after 90 s (as Docker's proxy).
 
 On the daemon's loop (proxy/loop.py) the sockets are relays: epoll's readiness runs the read-and-send inline,
-without a pass through asyncio's loop; on any other loop they are plain ``add_reader`` callbacks (correct, slower).
+without a pass through asyncio's loop; on any other loop they are the loop's reader callbacks (correct, slower).
 A socket read once per readiness event costs no failing read or queue probe per datagram, which is what a lone
 datagram (a request and its answer) wants; a socket made ready again within BURST_GAP_NS of its last event is in a
 burst, and that event drains what is queued (up to BATCH). Datagrams are written with non-blocking sends: one
@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
 
-from aiodock.proxy.loop import relay_selector
+from aiodock.proxy.loop import Watcher, watcher
 
 IDLE_TIMEOUT = 90.0
 MAX_FLOWS = 1024
@@ -36,7 +35,7 @@ class _Flow:
         self.sock = sock
         self.last = time.monotonic_ns()
         self.ready_at = 0  # the last readiness event, to tell a burst
-        owner.watch(sock.fileno(), self._readable)
+        owner.io.add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
         now = time.monotonic_ns()
@@ -57,7 +56,7 @@ class _Flow:
             pass
 
     def close(self) -> None:
-        self.owner.unwatch(self.sock.fileno())
+        self.owner.io.remove_reader(self.sock.fileno())
         self.sock.close()
 
 
@@ -70,22 +69,17 @@ class UDPForwarder:
         self.view = memoryview(bytearray(MAX_DATAGRAM))  # every datagram is read into this and sent on at once
         self._reaper: asyncio.Task[None] | None = None
         self._ready_at = 0
-        self.watch: Callable[[int, Callable[[], None]], None] = self._not_started
-        self.unwatch: Callable[[int], object] = self._not_started
+        self._io: Watcher | None = None
 
-    @staticmethod
-    def _not_started(*_: object) -> None:
-        raise RuntimeError("UDPForwarder.start() first")
+    @property
+    def io(self) -> Watcher:
+        assert self._io is not None, "UDPForwarder.start() first"
+        return self._io
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        relays = relay_selector(loop)
-        if relays is not None:
-            self.watch, self.unwatch = relays.add_relay, relays.remove_relay
-        else:
-            self.watch, self.unwatch = loop.add_reader, loop.remove_reader
+        self._io = watcher(asyncio.get_running_loop())
         self._sock.setblocking(False)
-        self.watch(self._sock.fileno(), self._readable)
+        self._io.add_reader(self._sock.fileno(), self._readable)
         self._reaper = asyncio.create_task(self._reap())
 
     def _readable(self) -> None:
@@ -146,5 +140,5 @@ class UDPForwarder:
             for flow in self._flows.values():
                 flow.close()
             self._flows.clear()
-            self.unwatch(self._sock.fileno())
+            self.io.remove_reader(self._sock.fileno())
         self._sock.close()

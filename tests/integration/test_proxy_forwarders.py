@@ -116,6 +116,9 @@ async def test_small_exchanges_copy_and_connections_leave_nothing(forwarder: tup
     assert open_fds() <= before, "a connection left file descriptors open"
     registered = {key.fd for key in loop._selector.get_map().values()}  # type: ignore[attr-defined]
     assert registered <= {int(fd) for fd in before}, "a connection left a callback registered"
+    relays = relay_selector(loop)
+    if relays is not None:  # the daemon's loop: the listener's relay only
+        assert relays.relay_count() == 1, "a connection left a relay registered"
 
 
 async def test_connection_refused_by_the_container_closes_the_client() -> None:

@@ -87,13 +87,14 @@ async def test_streams_timers_threads_subprocesses_and_signals_work() -> None:
 
 @only_relay_loop
 async def test_relay_runs_inline_and_is_removed(pair: tuple[socket.socket, socket.socket]) -> None:
+    """A reader relay runs at each input; a second add_reader replaces the first (as asyncio's does); asyncio
+    cannot register a relay's descriptor; once removed, the relay runs no more."""
     relays = on_relay_loop()
     a, b = pair
     seen: list[bytes] = []
-    relays.add_relay(a.fileno(), lambda: seen.append(a.recv(100)))
+    relays.add_reader(a.fileno(), lambda: seen.append(b"replaced"))
+    relays.add_reader(a.fileno(), lambda: seen.append(a.recv(100)))
     try:
-        with pytest.raises(KeyError):
-            relays.add_relay(a.fileno(), lambda: None)
         with pytest.raises(KeyError):
             asyncio.get_running_loop().add_reader(a.fileno(), lambda: None)
         for word in (b"one", b"two"):
@@ -103,11 +104,40 @@ async def test_relay_runs_inline_and_is_removed(pair: tuple[socket.socket, socke
                 await asyncio.sleep(0.001)
         assert seen == [b"one", b"two"]
     finally:
-        assert relays.remove_relay(a.fileno())
-    assert not relays.remove_relay(a.fileno())
+        assert relays.remove_reader(a.fileno())
+    assert not relays.remove_reader(a.fileno())
     b.send(b"three")
     await asyncio.sleep(0.05)
     assert seen == [b"one", b"two"] and a.recv(100) == b"three"
+
+
+@only_relay_loop
+async def test_reader_and_writer_relays_on_one_descriptor(pair: tuple[socket.socket, socket.socket]) -> None:
+    """A writer relay runs while the socket is writable, a reader relay on the same descriptor while it is
+    readable; removing one leaves the other (as asyncio's add_writer/add_reader do)."""
+    relays = on_relay_loop()
+    a, b = pair
+    calls: list[str] = []
+
+    def writable() -> None:
+        calls.append("w")
+        relays.remove_writer(a.fileno())  # once
+
+    relays.add_reader(a.fileno(), lambda: calls.append(a.recv(10).decode()))
+    relays.add_writer(a.fileno(), writable)
+    try:
+        assert relays.relay_count() == 1
+        await asyncio.sleep(0.01)
+        assert calls == ["w"]
+        b.send(b"r")
+        deadline = time.monotonic() + 1
+        while "r" not in calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        assert calls == ["w", "r"]
+        assert not relays.remove_writer(a.fileno())
+    finally:
+        assert relays.remove_reader(a.fileno())
+    assert relays.relay_count() == 0
 
 
 @only_relay_loop
@@ -127,7 +157,7 @@ async def test_a_relay_that_is_always_ready_starves_neither_timers_nor_other_soc
         b.send(b".")  # ... to itself: readable again at once
 
     b.send(b".")
-    relays.add_relay(a.fileno(), ping_pong)
+    relays.add_reader(a.fileno(), ping_pong)
     c, d = socket.socketpair()
     c.setblocking(False)
     try:
@@ -138,7 +168,7 @@ async def test_a_relay_that_is_always_ready_starves_neither_timers_nor_other_soc
         d.send(b"hi")
         assert await asyncio.wait_for(loop.sock_recv(c, 10), 1) == b"hi"
     finally:
-        relays.remove_relay(a.fileno())
+        relays.remove_reader(a.fileno())
         c.close()
         d.close()
 
@@ -155,14 +185,14 @@ async def test_work_a_relay_schedules_runs_at_once(pair: tuple[socket.socket, so
         a.recv(10)
         got.set()
 
-    relays.add_relay(a.fileno(), wake)
+    relays.add_reader(a.fileno(), wake)
     try:
         started = time.monotonic()
         asyncio.get_running_loop().call_later(0.02, b.send, b"x")
         await asyncio.wait_for(got.wait(), 2)
         assert time.monotonic() - started < 0.5
     finally:
-        relays.remove_relay(a.fileno())
+        relays.remove_reader(a.fileno())
 
 
 @only_relay_loop
@@ -173,7 +203,7 @@ async def test_a_failing_relay_is_logged_and_dropped(pair: tuple[socket.socket, 
     def broken() -> None:
         raise ValueError("broken relay")
 
-    relays.add_relay(a.fileno(), broken)
+    relays.add_reader(a.fileno(), broken)
     b.send(b"x")
     deadline = time.monotonic() + 1
     while relays.relay_count() and time.monotonic() < deadline:
