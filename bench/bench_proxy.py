@@ -13,6 +13,7 @@ machine hits all of them alike: the bulk measures path after path, in a new (see
 latencies sample by sample (one connect+echo, or one UDP round trip, of each path in turn). From the host (Python client), for each path:
   tcp_mbps           MB/s of --mb MB sent through one connection (sendall, half-close, wait for the server's EOF)
   connect_echo_*     --connects times: connect, send 1 byte, read the echoed byte, close (median, p90, per second)
+  tcp_rtt_*          --udp 1-byte echo round trips on one open TCP connection (median)
   udp_rtt_*          --udp one-in-flight UDP echo round trips (median RTT, round trips/s, lost)
   udp_flood_*        --flood 64-byte datagrams sent as fast as the client can; datagrams/s the sink counted (from
                      the first send to the sink's answer to "END"), loss
@@ -128,9 +129,19 @@ def udp_rtt_once(s: socket.socket, i: int) -> float | None:
     return time.perf_counter() - start
 
 
+def tcp_rtt_once(s: socket.socket) -> float:
+    """One 1-byte request and its echo on an open connection."""
+    start = time.perf_counter()
+    s.sendall(b"x")
+    if s.recv(1) != b"x":
+        raise RuntimeError("bad echo")
+    return time.perf_counter() - start
+
+
 @dataclass
 class Latencies:
     connect: list[float] = field(default_factory=list)
+    tcp_rtt: list[float] = field(default_factory=list)
     rtt: list[float] = field(default_factory=list)
     lost: int = 0
 
@@ -140,6 +151,7 @@ class Latencies:
             "connect_echo_median_ms": statistics.median(lat) * 1e3,
             "connect_echo_p90_ms": pctl(lat, 0.9) * 1e3,
             "connect_echo_per_s": len(lat) / sum(lat),
+            "tcp_rtt_median_ms": statistics.median(self.tcp_rtt) * 1e3,
             "udp_rtt_median_ms": statistics.median(rtt) * 1e3 if rtt else None,
             "udp_rtt_per_s": len(rtt) / sum(rtt) if rtt else None,
             "udp_rtt_lost": self.lost,
@@ -147,9 +159,10 @@ class Latencies:
 
 
 def paired_latencies(paths: dict[str, dict[str, Addr]], args: argparse.Namespace) -> dict[str, Latencies]:
-    """Connect+echo and UDP round-trip samples of every path, taken in turn: sample i of each path, then sample
-    i + 1 of each, the order rotating, so that the paths' samples see the same moments of a noisy machine
-    (measured path after path, a slow spell of the machine decides which path looks faster)."""
+    """Connect+echo, TCP round-trip (on an open connection) and UDP round-trip samples of every path, taken in
+    turn: sample i of each path, then sample i + 1 of each, the order rotating, so that the paths' samples see the
+    same moments of a noisy machine (measured path after path, a slow spell of the machine decides which path
+    looks faster)."""
     names = list(paths)
     out = {name: Latencies() for name in names}
     for name in names:
@@ -158,6 +171,19 @@ def paired_latencies(paths: dict[str, dict[str, Addr]], args: argparse.Namespace
     for i in range(args.connects):
         for name in names[i % len(names):] + names[:i % len(names)]:
             out[name].connect.append(connect_echo_once(paths[name]["echo"]))
+    conns: dict[str, socket.socket] = {}
+    try:
+        for name in names:
+            conns[name] = socket.create_connection(paths[name]["echo"], timeout=10)
+            conns[name].setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for _ in range(50):
+                tcp_rtt_once(conns[name])
+        for i in range(args.udp):
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                out[name].tcp_rtt.append(tcp_rtt_once(conns[name]))
+    finally:
+        for conn in conns.values():
+            conn.close()
     socks: dict[str, socket.socket] = {}
     try:
         for name in names:

@@ -50,6 +50,8 @@ PROXY_ROWS = [
     ("connect_echo_median_ms", "connect + 1-byte echo + close, median of {connects} (ms)", "{:.3f}"),
     ("connect_echo_p90_ms", "connect + 1-byte echo + close, p90 (ms)", "{:.3f}"),
     ("connect_echo_per_s", "connect + echo round trips per second (sequential)", "{:.0f}"),
+    ("tcp_rtt_median_ms", "TCP 1-byte echo round trip on an open connection, one in flight, median of {udp} (ms)",
+     "{:.3f}"),
     ("udp_rtt_median_ms", "UDP echo round trip, one in flight, median of {udp} (ms)", "{:.3f}"),
     ("udp_flood_per_s", "UDP datagrams/s received by the container, 64-byte datagrams sent flat out", "{:.0f}"),
     ("udp_flood_loss", "UDP loss in that flood (fraction)", "{:.2f}"),
