@@ -408,6 +408,7 @@ class ContainerService:
         if host_config.get("AutoRemove") and policy not in ("", "no"):
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         self._log_settings(host_config)  # Docker refuses an unknown driver or option at create
+        host_config = {**host_config, "LogConfig": self._log_config(host_config)}
         _check_namespace_modes(body, host_config)
         memory_swappiness(host_config)
         for rule in host_config.get("DeviceCgroupRules") or []:
@@ -1490,16 +1491,22 @@ class ContainerService:
 
     # ---- logs / attach ----------------------------------------------------------------------------------------
 
-    def _log_settings(self, host_config: dict[str, Any]) -> LogSettings:
-        """The container's log driver and options; the daemon's --log-opt apply to the default driver only."""
+    def _log_config(self, host_config: dict[str, Any]) -> dict[str, Any]:
+        """HostConfig.LogConfig as Docker stores it at create: the daemon's default driver when none is given, and
+        the daemon's --log-opt under the container's own for that driver."""
         log_config = host_config.get("LogConfig") or {}
         if not isinstance(log_config, dict) or not isinstance(log_config.get("Config") or {}, dict):
             raise InvalidArgument("LogConfig must be a JSON object with a Config object")
-        driver = log_config.get("Type") or DEFAULT_LOG_DRIVER
+        driver = str(log_config.get("Type") or DEFAULT_LOG_DRIVER)
         opts = {str(k): str(v) for k, v in (log_config.get("Config") or {}).items()}
         if driver == DEFAULT_LOG_DRIVER:
             opts = {**self._config.log_opts, **opts}
-        return log_settings(str(driver), opts)
+        return {"Type": driver, "Config": opts}
+
+    def _log_settings(self, host_config: dict[str, Any]) -> LogSettings:
+        """The container's log driver and options."""
+        log_config = self._log_config(host_config)
+        return log_settings(log_config["Type"], log_config["Config"])
 
     def _log_readable(self, container: Container) -> bool:
         try:

@@ -21,7 +21,7 @@ from aiodock.engine.backend import OutputChunk, StdinSink
 from aiodock.engine.containers import NAMESPACE, ContainerService
 from aiodock.engine.events import DockerEvents
 from aiodock.engine.images import ImageService
-from aiodock.engine.spec import resolve_user_in_layers
+from aiodock.engine.spec import replace_or_append_env, resolve_user_in_layers
 from aiodock.engine.state import Container
 from aiodock.errors import AiodockError, Conflict, InvalidArgument, NotFound, NotImplementedYet
 from aiodock.log import get_logger
@@ -93,20 +93,6 @@ def _console_size(value: Any) -> tuple[int, int] | None:
     if (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and 0 < v <= 0xFFFF for v in value)):
         return value[0], value[1]
     return None
-
-
-def merge_env(base: list[str], overrides: list[str]) -> list[str]:
-    """Docker's ReplaceOrAppendEnvValues: an override replaces the variable of the same name, or is appended."""
-    merged = list(base)
-    index = {item.split("=", 1)[0]: i for i, item in enumerate(merged)}
-    for item in overrides:
-        name = item.split("=", 1)[0]
-        if name in index:
-            merged[index[name]] = item
-        else:
-            index[name] = len(merged)
-            merged.append(item)
-    return merged
 
 
 class _ExecStream:
@@ -347,7 +333,7 @@ class ExecService:
         process = dict(base)
         process["terminal"] = record.tty
         process["args"] = [record.entrypoint, *record.arguments]
-        process["env"] = merge_env(list(base.get("env") or []), list(record.env))
+        process["env"] = replace_or_append_env(list(base.get("env") or []), list(record.env))
         process["cwd"] = record.working_dir or base.get("cwd") or "/"
         if record.user:
             mounts = await self._images.rootfs_mounts(container.id)

@@ -157,6 +157,26 @@ DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 _DEVICE_CGROUP_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
 
 
+def replace_or_append_env(defaults: list[str], overrides: list[str]) -> list[str]:
+    """Docker's ReplaceOrAppendEnvValues: each ``KEY=value`` override replaces the entry of the same key or is
+    appended; a bare ``KEY`` (``-e KEY`` with KEY unset on the client) removes the key and adds nothing."""
+    merged: list[str | None] = list(defaults)
+    index = {item.split("=", 1)[0]: i for i, item in enumerate(defaults)}
+    for item in overrides:
+        name, has_value, _ = item.partition("=")
+        where = index.get(name)
+        if not has_value:
+            if where is not None:
+                merged[where] = None
+                del index[name]
+        elif where is not None:
+            merged[where] = item
+        else:
+            index[name] = len(merged)
+            merged.append(item)
+    return [item for item in merged if item is not None]
+
+
 def memory_swappiness(host_config: dict[str, Any]) -> int | None:
     """HostConfig.MemorySwappiness checked as Docker does (0-100); None when unset (null or -1)."""
     value = host_config.get("MemorySwappiness")
@@ -198,16 +218,15 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
                            "options": ["rbind", "ro"]})
     opts.with_process_args(spec, args)
     spec["process"]["terminal"] = bool(config.get("Tty"))  # the shim takes the pty master
-    env = list(config.get("Env") or [])
-    if not any(e.startswith("PATH=") for e in env):
-        env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    if not any(e.startswith("HOSTNAME=") for e in env):
-        env.insert(1, f"HOSTNAME={config.get('Hostname') or container_id[:12]}")
-    if config.get("Tty") and not any(e.startswith("TERM=") for e in env):
-        env.append("TERM=xterm")  # as Docker sets it for -t
+    daemon_env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                  f"HOSTNAME={config.get('Hostname') or container_id[:12]}"]
+    if config.get("Tty"):
+        daemon_env.append("TERM=xterm")  # as Docker sets it for -t
+    env = replace_or_append_env(daemon_env, [str(e) for e in config.get("Env") or []])
     console = host_config.get("ConsoleSize") or [0, 0]
     if config.get("Tty") and len(console) == 2 and console[0] and console[1]:
         spec["process"]["consoleSize"] = {"height": int(console[0]), "width": int(console[1])}
+    spec["process"]["env"] = []
     opts.with_env(spec, env)
     opts.with_cwd(spec, config.get("WorkingDir") or "/")
     uid, gid, gids = resolve_user_in_layers(rootfs, config.get("User") or "")

@@ -73,6 +73,37 @@ def test_hostname_hosts_resolv_and_env(daemon: Daemon, busybox: str) -> None:
     assert lines[5] == f"{own_ip}\tbox1"  # the container's own address, as Docker writes it
 
 
+def test_env_without_a_value_unsets_the_variable(daemon: Daemon, busybox: str) -> None:
+    """`-e NAME` with NAME unset on the client reaches the daemon as a bare name: Docker's ReplaceOrAppendEnvValues
+    drops the variable (here the HOSTNAME the daemon sets, and one nobody set) instead of failing the start; exec's
+    -e does the same."""
+    code, out, err = run(daemon, "-e", "AIODOCK_UNSET_VAR", "-e", "HOSTNAME", "-e", "KEPT=1", busybox, "env")
+    assert code == 0, err
+    names = [line.split("=", 1)[0] for line in out.splitlines()]
+    assert "KEPT" in names and "PATH" in names
+    assert "AIODOCK_UNSET_VAR" not in names and "HOSTNAME" not in names
+    daemon.docker("run", "-d", "--name", "envexec", busybox, "sleep", "30", check=True)
+    try:
+        out = daemon.docker("exec", "-e", "HOSTNAME", "-e", "E=2", "envexec", "env", check=True).stdout
+        names = [line.split("=", 1)[0] for line in out.splitlines()]
+        assert "E" in names and "HOSTNAME" not in names
+    finally:
+        daemon.docker("rm", "-f", "envexec")
+
+
+def test_log_config_is_stored_with_the_default_driver(daemon: Daemon, busybox: str) -> None:
+    """As Docker's create does: an empty LogConfig.Type becomes the daemon's default driver (json-file)."""
+    status, body = daemon.api("POST", "/containers/create?name=logcfg",
+                              {"Image": busybox, "Cmd": ["true"], "HostConfig": {"LogConfig": {"Type": "",
+                                                                                                "Config": {}}}})
+    assert status == 201, body
+    try:
+        assert daemon.docker("inspect", "-f", "{{json .HostConfig.LogConfig}}", "logcfg").stdout.strip() == \
+            '{"Type":"json-file","Config":{}}'
+    finally:
+        daemon.docker("rm", "-f", "logcfg")
+
+
 def test_stop_signal_and_timeout_from_config(daemon: Daemon, busybox: str) -> None:
     daemon.docker("run", "-d", "--name", "usr2stop", "--stop-signal", "USR2", "--stop-timeout", "3", busybox, "sh",
                   "-c", "trap 'exit 12' USR2; while true; do sleep 0.1; done", check=True)
