@@ -77,18 +77,27 @@ def _v1_sample(cgroup_path: str) -> dict[str, Any]:
             "usage": cgroups.read_int(memory / "memory.usage_in_bytes"),
             "max_usage": cgroups.read_int(memory / "memory.max_usage_in_bytes"),
             "stats": mem_stat,
-            "limit": cgroups.read_int(memory / "memory.limit_in_bytes"),
+            "limit": _memory_limit(cgroups.read_int(memory / "memory.limit_in_bytes")),
         },
         "pids": {"current": cgroups.read_int(pids / "pids.current"), "limit": cgroups.read_int(pids / "pids.max")},
         "blkio": io_bytes,
     }
 
 
+def _memory_limit(cgroup_limit: int) -> int:
+    """The limit stats report: the cgroup's, but at most the host's memory, as Docker's (an unlimited v1 cgroup
+    reads about 2^63; v2's "max" reads 0 here)."""
+    host = cgroups.mem_total()
+    if not cgroup_limit or not host:
+        return cgroup_limit or host
+    return min(cgroup_limit, host)
+
+
 def _v2_sample(cgroup_path: str) -> dict[str, Any]:
     base = cgroups.v2_dir(cgroup_path)
     cpu = cgroups.read_keyed(base / "cpu.stat")
     mem_stat = cgroups.read_keyed(base / "memory.stat")
-    limit = cgroups.read_int(base / "memory.max") or cgroups.mem_total()
+    limit = _memory_limit(cgroups.read_int(base / "memory.max"))
     io_bytes = []
     for line in cgroups.read_text(base / "io.stat").splitlines():
         parts = line.split()

@@ -44,6 +44,9 @@ def test_docker_py_stats_stream_and_stopped_container(daemon: Daemon, busybox: s
         c = client.containers.run(busybox, ["sleep", "30"], detach=True, name="pystats")
         stream = c.stats(decode=True, stream=True)
         first, second = next(stream), next(stream)
+        with open("/proc/meminfo") as meminfo:  # no memory limit: the host's memory, as Docker reports it
+            host = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemTotal:"))
+        assert first["memory_stats"]["limit"] == host
         assert second["precpu_stats"]["cpu_usage"]["total_usage"] == first["cpu_stats"]["cpu_usage"]["total_usage"]
         assert first["memory_stats"]["usage"] > 0
         c.stop(timeout=0)
