@@ -1327,6 +1327,12 @@ class ContainerService:
         for status in filters.get("status", []):
             if status not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
                 raise InvalidArgument(f"invalid filter 'status={status}'")
+        for health in filters.get("health", []):
+            if health not in ("starting", "healthy", "unhealthy", "none"):
+                raise InvalidArgument(f"Unrecognised filter value for health: {health}")
+        for value in filters.get("is-task", []):
+            if value not in ("true", "false"):
+                raise InvalidArgument(f"Invalid filter 'is-task={value}'")
         ordered = sorted(self._containers.values(), key=lambda c: c.created, reverse=True)
         before = self._creation_bound(filters.get("before"))
         since = self._creation_bound(filters.get("since"))
@@ -1360,7 +1366,14 @@ class ContainerService:
                 continue
             if (publish or expose) and not ports_match(self._port_entries(container), publish, expose):
                 continue
-            result.append(await self._summary(container, size))
+            if filters.get("health") and (st.health or {}).get("Status", "none") not in filters["health"]:
+                continue  # a container without a health check is "none"
+            if "true" in filters.get("is-task", []):
+                continue  # no container here is a swarm task
+            summary = await self._summary(container, size)
+            if filters.get("volume") and not _mounts_volume(summary["Mounts"], filters["volume"]):
+                continue
+            result.append(summary)
             if limit and 0 < limit <= len(result):
                 break
         return result
@@ -1741,6 +1754,15 @@ async def _pumped(source: AsyncIterator[OutputChunk]) -> AsyncIterator[OutputChu
 def _host_name() -> str:
     import socket
     return socket.gethostname()
+
+
+def _mounts_volume(mounts: list[dict[str, Any]], values: list[str]) -> bool:
+    """Docker's ps volume filter: a mount whose destination, or volume name (a bind's source), is one of
+    ``values``."""
+    for mount in mounts:
+        if mount.get("Destination") in values or (mount.get("Name") or mount.get("Source")) in values:
+            return True
+    return False
 
 
 def _status_text(container: Container) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.conftest import Daemon
@@ -40,3 +42,33 @@ def test_label_filters_across_images_volumes_and_containers(daemon: Daemon, busy
         daemon.docker("rm", "-f", "c-front", "c-back", "mk-front", "mk-back")
         daemon.docker("volume", "rm", "vol-a", "vol-b")
         daemon.docker("rmi", "lbl-a:1", "lbl-b:1")
+
+
+def test_ps_health_volume_and_is_task_filters(daemon: Daemon, busybox: str) -> None:
+    """ps filters beyond labels, as dockerd applies them: health (a container without a check is "none"), volume
+    (by volume name, bind source or destination), is-task (no container is a swarm task); bad values are 400."""
+    try:
+        daemon.docker("run", "-d", "--name", "f-healthy", "--health-cmd", "true", "--health-interval", "1s",
+                      "-v", "fvol:/data", busybox, "sleep", "60", check=True)
+        daemon.docker("run", "-d", "--name", "f-plain", "-v", "/tmp:/hosttmp:ro", busybox, "sleep", "60", check=True)
+
+        def names(*filters: str) -> list[str]:
+            args = [arg for f in filters for arg in ("--filter", f)]
+            out = daemon.docker("ps", "-a", "--format", "{{.Names}}", *args, check=True).stdout.split()
+            return sorted(n for n in out if n.startswith("f-"))
+
+        deadline = time.monotonic() + 15
+        while names("health=healthy") != ["f-healthy"] and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert names("health=healthy") == ["f-healthy"]
+        assert names("health=none") == ["f-plain"]
+        assert names("health=unhealthy") == []
+        assert names("volume=fvol") == ["f-healthy"] and names("volume=/data") == ["f-healthy"]
+        assert names("volume=/tmp") == ["f-plain"] and names("volume=/hosttmp") == ["f-plain"]
+        assert names("volume=nosuch") == []
+        assert names("is-task=false") == ["f-healthy", "f-plain"] and names("is-task=true") == []
+        status, body = daemon.api("GET", '/containers/json?filters={"health":["great"]}'.replace('"', "%22"))
+        assert status == 400 and b"Unrecognised filter value for health: great" in body
+    finally:
+        daemon.docker("rm", "-f", "f-healthy", "f-plain")
+        daemon.docker("volume", "rm", "fvol")
