@@ -1,4 +1,5 @@
-"""The label filters (label=key, label=key=value, label!=...) mean the same for images, volumes and containers."""
+"""The label filters (label=key, label=key=value, label!=...) mean the same for images, volumes and containers;
+ps applies its other filters (health, volume, is-task) as dockerd does."""
 
 from __future__ import annotations
 
