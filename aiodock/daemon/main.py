@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from aiodock.proxy.loop import new_event_loop
 
     try:
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:  # the proxy's UDP relays run in its selector
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:  # the proxy's relays run in its selector
             return runner.run(run(config))
     except AiodockError as exc:
         print(f"aiodock: failed to start daemon: {exc}", file=sys.stderr)

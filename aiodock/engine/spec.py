@@ -226,7 +226,7 @@ def build_spec(*, container_id: str, config: dict[str, Any], host_config: dict[s
     console = host_config.get("ConsoleSize") or [0, 0]
     if config.get("Tty") and len(console) == 2 and console[0] and console[1]:
         spec["process"]["consoleSize"] = {"height": int(console[0]), "width": int(console[1])}
-    spec["process"]["env"] = []
+    spec["process"]["env"] = []  # env is complete: default_spec's PATH must not survive a bare -e PATH
     opts.with_env(spec, env)
     opts.with_cwd(spec, config.get("WorkingDir") or "/")
     uid, gid, gids = resolve_user_in_layers(rootfs, config.get("User") or "")

@@ -2,10 +2,12 @@
 
 The relay works on the sockets straight from reader and writer callbacks: no task, stream or transport per
 connection. On the daemon's loop the callbacks are relays (proxy/loop.py), run inline as epoll reports the socket,
-so a small message costs no asyncio loop turn per hop; on any other loop they are the loop's own callbacks. A new connection is served in the accept callback itself as far as it can be: the
-connection to the container (a local bridge or loopback) has usually completed by the time connect() returns, so a
-zero-timeout poll confirms it and the client's first bytes, often there already, are read and passed on at once;
-only a connection still in progress waits for its writer callback (with a timeout).
+so a small message costs no asyncio loop turn per hop; on any other loop they are the loop's own callbacks.
+
+A new connection is served in the accept callback itself as far as it can be: the connection to the container (a
+local bridge or loopback) has usually completed by the time connect() returns, so a zero-timeout poll confirms it
+and the client's first bytes, often there already, are read and passed on at once; only a connection still in
+progress waits for its writer callback (with a timeout).
 
 Each direction reads one chunk and sends it; what the receiver cannot take yet stays pending and reading that
 direction pauses until it has been sent (back-pressure: nothing grows without bound). A direction that reads a
